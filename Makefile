@@ -1,0 +1,69 @@
+# Terrific Totes data platform. Every target creates the virtual environment when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.DEFAULT_GOAL := help
+.PHONY: help all create-environment requirements dev-setup run test test-unit \
+        test-integration test-cdk lint format security audit coverage run-checks clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+all: run-checks ## Set up everything and run every check
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+create-environment: $(BIN)/python ## Create the virtual environment (.venv)
+
+requirements: $(STAMP) ## Install the project and its dependencies into .venv
+
+dev-setup: requirements ## Everything a developer needs (same as requirements, plus a check)
+	$(BIN)/totes --help > /dev/null
+
+run: requirements ## Start the embedded PostgreSQL, seed ToteSys the first time, run the pipeline
+	$(BIN)/totes demo
+
+test: requirements ## Run every test (unit, integration, CDK)
+	$(BIN)/pytest -q
+
+test-unit: requirements ## Fast tier: no database, no CDK
+	$(BIN)/pytest -q tests/unit
+
+test-integration: requirements ## Embedded PostgreSQL, moto, the real state machine
+	$(BIN)/pytest -q tests/integration
+
+test-cdk: requirements ## Synthesise the CDK app and assert on the templates
+	$(BIN)/pytest -q tests/cdk
+
+lint: requirements ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: requirements ## Reformat the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+security: requirements ## Security lint (ruff's bandit rules, S)
+	$(BIN)/ruff check --select S .
+
+audit: requirements ## Known vulnerabilities in the installed dependencies
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
+
+coverage: requirements ## Tests with a coverage report; fails under 90%
+	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=90
+
+run-checks: lint security audit coverage ## Lint, security lint, dependency audit, tests with coverage
+
+clean: ## Remove the venv, caches, build output and the local state (databases, lake)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov cdk.out build .state
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

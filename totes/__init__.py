@@ -1,0 +1,1 @@
+"""Terrific Totes data platform."""
