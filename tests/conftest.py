@@ -46,3 +46,42 @@ def new_database(pg_server: EmbeddedPostgres) -> Iterator[callable]:
 def empty_db(new_database) -> str:
     """The DSN of a new, empty database."""
     return new_database("empty")
+
+
+SMALL_SCALE = 0.02  # ~220 sales orders: every shape of the real data, in a second
+
+
+@pytest.fixture(scope="session")
+def seeded_template(pg_server: EmbeddedPostgres) -> str:
+    """A small seeded ToteSys, made once per session, to clone from (CREATE ... TEMPLATE)."""
+    from totes.seed import seed_totesys
+
+    name = "t_totesys_template"
+    pg_server.drop_database(name)
+    seed_totesys(pg_server.ensure_database(name), seed=7, scale=SMALL_SCALE)
+    return name
+
+
+@pytest.fixture
+def totesys_dsn(pg_server: EmbeddedPostgres, seeded_template: str) -> Iterator[str]:
+    """A fresh copy of the small seeded ToteSys for one test."""
+    import psycopg2
+    from psycopg2 import sql
+
+    name = f"t_totesys_{next(_counter)}"
+    conn = psycopg2.connect(pg_server.dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(seeded_template)
+            )
+        )
+    conn.close()
+    yield pg_server.dsn(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def warehouse_dsn(new_database) -> str:
+    return new_database("warehouse")

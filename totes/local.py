@@ -1,0 +1,196 @@
+"""Running the platform on a laptop: the embedded databases, the local lake, the summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from psycopg2 import sql
+
+from totes.embedded_postgres import EmbeddedPostgres, local_server, state_dir
+from totes.source_schema import SOURCE_TABLE_NAMES
+from totes.warehouse_schema import WAREHOUSE_TABLE_NAMES
+
+SOURCE_DATABASE = "totesys"
+WAREHOUSE_DATABASE = "warehouse"
+READER_ROLE = "totes_reader"
+# How far `make run` lets the simulated business move on: the real time since the last
+# call, but at least one schedule interval and at most a week.
+MIN_SIMULATED = timedelta(minutes=10)
+MAX_SIMULATED = timedelta(days=7)
+
+_server: EmbeddedPostgres | None = None
+
+
+def _local_server() -> EmbeddedPostgres:
+    global _server
+    if _server is None:
+        _server = local_server()
+    return _server
+
+
+def source_dsn() -> str:
+    return _local_server().ensure_database(SOURCE_DATABASE)
+
+
+def warehouse_dsn() -> str:
+    return _local_server().ensure_database(WAREHOUSE_DATABASE)
+
+
+def lake_path() -> Path:
+    return state_dir() / "lake"
+
+
+@dataclass
+class RunSettings:
+    source_dsn: str
+    warehouse_dsn: str
+    lake: str
+
+    def environment(self) -> dict[str, str]:
+        """What the Lambda handlers read (see totes.config)."""
+        return {
+            "SOURCE_DSN": self.source_dsn,
+            "WAREHOUSE_DSN": self.warehouse_dsn,
+            "LAKE": self.lake,
+        }
+
+
+@dataclass
+class RunReport:
+    """One pipeline execution, as the summary shows it."""
+
+    status: str  # SUCCEEDED or FAILED
+    execution_name: str
+    extract: dict | None = None
+    transform: dict | None = None
+    load: dict | None = None
+    alerts: list[dict] = field(default_factory=list)  # {"subject", "message"} per email
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+def execute(settings: RunSettings, *, fail_at: str | None = None) -> RunReport:
+    """Run the pipeline once, the way the state machine does."""
+    from totes.local_state_machine import execute_pipeline
+
+    return execute_pipeline(settings.environment(), fail_at=fail_at)
+
+
+def read_only_source_dsn(server: EmbeddedPostgres, dsn: str) -> str:
+    """A DSN for a role that can only SELECT on ToteSys: the pipeline never writes there."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(READER_ROLE)))
+            cur.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in SOURCE_TABLE_NAMES),
+                    sql.Identifier(READER_ROLE),
+                )
+            )
+    finally:
+        conn.close()
+    return server.dsn(SOURCE_DATABASE).replace("postgres:@", f"{READER_ROLE}:@", 1)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def demo(*, fail_at: str | None = None) -> int:
+    """`make run`: seed ToteSys once, let the business move on, run the pipeline once."""
+    from totes import seed, simulate
+
+    _say(f"Starting the embedded PostgreSQL (data in {state_dir() / 'postgres'}) ...")
+    server = _local_server()
+    source = source_dsn()
+    if not seed.is_seeded(source):
+        _say("Seeding ToteSys with two years of history (first run only) ...")
+        seed.seed_totesys(source, progress=_say)
+    else:
+        elapsed = simulate.wallclock_since_last_simulation(source)
+        minutes = int(min(max(elapsed, MIN_SIMULATED), MAX_SIMULATED).total_seconds() // 60)
+        _say(f"Letting the business move on by {minutes} simulated minutes ...")
+        summary = simulate.simulate(source, minutes=minutes)
+        _say(summary.describe())
+    settings = RunSettings(
+        source_dsn=read_only_source_dsn(server, source),
+        warehouse_dsn=warehouse_dsn(),
+        lake=str(lake_path()),
+    )
+    _say("Running the pipeline (the real state machine definition, on moto) ...")
+    report = execute(settings, fail_at=fail_at)
+    print(format_summary(report, settings))
+    return 0 if report.succeeded else 1
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`totes run`: exactly one execution; never seeds, simulates or writes to the source."""
+    settings = RunSettings(
+        source_dsn=args.source_dsn or source_dsn(),
+        warehouse_dsn=args.warehouse_dsn or warehouse_dsn(),
+        lake=args.lake or str(lake_path()),
+    )
+    report = execute(settings, fail_at=args.fail_at)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2, sort_keys=True, default=str))
+    else:
+        print(format_summary(report, settings))
+    if not report.succeeded:
+        reason = report.alerts[0]["subject"] if report.alerts else "the execution failed"
+        _say(f"error: {reason}")
+    return 0 if report.succeeded else 1
+
+
+def _table_lines(title: str, names: tuple[str, ...], counts: dict[str, int]) -> list[str]:
+    width = max(len(n) for n in names)
+    lines = [title]
+    lines += [f"  {n:<{width}}  {counts.get(n, 0):>10,}" for n in names]
+    lines.append(f"  {'total':<{width}}  {sum(counts.values()):>10,}")
+    return lines
+
+
+def format_summary(report: RunReport, settings: RunSettings) -> str:
+    """The readable end-of-run summary."""
+    lines = [f"Pipeline run {report.execution_name}: {report.status}", ""]
+    extract = report.extract or {}
+    if extract:
+        batch = extract.get("batch_id") or "none (nothing changed)"
+        lines += [f"Batch: {batch}", ""]
+        lines += _table_lines("Rows extracted from ToteSys", SOURCE_TABLE_NAMES, extract["tables"])
+        lines.append("")
+    if report.load:
+        lines += _table_lines(
+            "Rows written to the warehouse (new fact versions, changed dimension rows)",
+            WAREHOUSE_TABLE_NAMES,
+            report.load.get("rows", {}),
+        )
+        loaded = ", ".join(report.load.get("loaded_batch_ids", [])) or "none"
+        lines += ["", f"Batches loaded: {loaded}"]
+    lake = settings.lake
+    lines += [
+        "",
+        "Files:",
+        f"  ingestion (CSV):     {os.path.join(lake, 'ingestion') if '://' not in lake else lake}",
+        f"  processed (Parquet): {os.path.join(lake, 'processed') if '://' not in lake else lake}",
+        "",
+        "Open the warehouse:",
+        f"  psql '{settings.warehouse_dsn}'",
+    ]
+    for alert in report.alerts:
+        lines += ["", "Alert email that would have been sent:", f"  Subject: {alert['subject']}"]
+        lines += ["  " + line for line in alert["message"].splitlines()]
+    return "\n".join(lines)
