@@ -8,7 +8,9 @@ and each stage's duration. Locally, POWERTOOLS_METRICS_DISABLED and LOG_LEVEL qu
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +19,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 NAMESPACE = "TerrificTotes"
-logger = Logger(service="totes")
+# stderr: on Lambda it reaches CloudWatch the same; locally it keeps stdout for results.
+logger = Logger(service="totes", logger_handler=logging.StreamHandler(sys.stderr))
+# Powertools logs through the standard logger named after the service, "totes", so the
+# stage modules' logging.getLogger(__name__) loggers ("totes.extract", ...) propagate to it
+# and come out as the same JSON lines.
 metrics = Metrics(namespace=NAMESPACE, service="totes")
 
 ROW_METRICS = {"extract": "RowsExtracted", "transform": "RowsTransformed", "load": "RowsLoaded"}
