@@ -48,7 +48,7 @@ RATE_KNOTS: dict[str, tuple[tuple[date, float], ...]] = {
     # ~0.9 a weekday up to the 2024-11 snapshot (473 designs); later snapshots show ~1.4.
     "design": ((date(2022, 11, 3), 0.88), (date(2024, 11, 15), 0.88), (date(2025, 1, 15), 1.4)),
 }
-DAILY_RATE_SHAPE = 25.0  # gamma-distributed busy/quiet days: daily counts vary more than Poisson
+DAILY_RATE_SHAPE = 60.0  # gamma-distributed busy/quiet days: daily counts vary more than Poisson
 GENESIS_COUNTS = {"design": 10, "sales_order": 5, "purchase_order": 5}
 
 # Silent edits: ~7.5 order rows a month per order table; ~10% of designs over 6 months.
