@@ -1,0 +1,228 @@
+"""Static checks of statemachine/pipeline.asl.json: the one definition CDK deploys and the
+local runner executes. Every stage is retried and caught the same way, every failure
+reaches the one alert, and the placeholders are exactly the documented set."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from totes.db import DatabaseUnavailableError
+from totes.local_state_machine import (
+    DEFINITION_PATH,
+    PLACEHOLDERS,
+    LocalExecutionError,
+    placeholders_in,
+    substitute,
+)
+
+STAGE_STATES = ("Extract", "Transform", "Load")
+# Stages that connect to a database, whose unreachability is worth retrying.
+DATABASE_STAGES = {"Extract", "Load"}
+TRANSIENT_LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+VALUES = {
+    "ExtractFunctionArn": "arn:aws:lambda:eu-west-2:111122223333:function:totes-extract",
+    "TransformFunctionArn": "arn:aws:lambda:eu-west-2:111122223333:function:totes-transform",
+    "LoadFunctionArn": "arn:aws:lambda:eu-west-2:111122223333:function:totes-load",
+    "AlertTopicArn": "arn:aws:sns:eu-west-2:111122223333:totes-alerts",
+    "RetryIntervalSeconds": 7,
+    "ExecutionTimeoutSeconds": 1800,
+    "Region": "eu-west-2",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> str:
+    return DEFINITION_PATH.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def definition(template: str) -> dict:
+    return json.loads(substitute(template, VALUES))
+
+
+@pytest.fixture(scope="module")
+def states(definition: dict) -> dict[str, dict]:
+    return definition["States"]
+
+
+def successors(state: dict) -> list[str]:
+    """Every state this one can go to (Next, Choice branches, Default, Catch targets)."""
+    targets = [state[key] for key in ("Next", "Default") if key in state]
+    targets += [choice["Next"] for choice in state.get("Choices", [])]
+    targets += [catcher["Next"] for catcher in state.get("Catch", [])]
+    return targets
+
+
+def paths_from(states: dict[str, dict], start: str) -> list[list[str]]:
+    """Every path from ``start`` to a terminal state (the definition has no loops)."""
+    state = states[start]
+    nexts = successors(state)
+    if not nexts:
+        return [[start]]
+    return [[start, *rest] for n in nexts for rest in paths_from(states, n)]
+
+
+def test_placeholders_are_exactly_the_documented_set(template: str) -> None:
+    assert placeholders_in(template) == PLACEHOLDERS
+    # Nothing that looks like a placeholder is left after substitution.
+    assert "${" not in substitute(template, VALUES)
+
+
+def test_substitution_refuses_missing_or_unknown_values(template: str) -> None:
+    with pytest.raises(LocalExecutionError, match="missing"):
+        substitute(template, {k: v for k, v in VALUES.items() if k != "Region"})
+    with pytest.raises(LocalExecutionError, match="unused"):
+        substitute(template, {**VALUES, "Typo": "x"})
+
+
+def test_substituted_definition_is_valid_asl(template: str) -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    AmazonStateLanguageParser.parse(substitute(template, VALUES))
+
+
+def test_every_transition_targets_a_state_and_every_state_is_reachable(
+    definition: dict, states: dict[str, dict]
+) -> None:
+    reachable, todo = set(), [definition["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in reachable:
+            continue
+        assert name in states, f"transition to a missing state {name!r}"
+        reachable.add(name)
+        todo += successors(states[name])
+    assert reachable == set(states)
+
+
+def test_execution_timeout_comes_from_the_placeholder(definition: dict) -> None:
+    assert definition["TimeoutSeconds"] == VALUES["ExecutionTimeoutSeconds"]
+
+
+def test_the_lambda_tasks_are_the_three_stages(states: dict[str, dict]) -> None:
+    lambda_tasks = {
+        name
+        for name, state in states.items()
+        if state["Type"] == "Task" and state["Resource"] == "arn:aws:states:::lambda:invoke"
+    }
+    assert lambda_tasks == set(STAGE_STATES)
+    for name in STAGE_STATES:
+        assert states[name]["Parameters"]["FunctionName"] == VALUES[f"{name}FunctionArn"]
+
+
+@pytest.mark.parametrize("name", STAGE_STATES)
+def test_each_stage_has_the_same_retry_policy(states: dict[str, dict], name: str) -> None:
+    (retrier,) = states[name]["Retry"]
+    errors = set(retrier["ErrorEquals"])
+    assert errors >= TRANSIENT_LAMBDA_ERRORS
+    # Never retry everything: a bug or a bad batch fails the same way every time.
+    assert not errors & {"States.ALL", "States.TaskFailed", "InjectedFailure"}
+    assert (DatabaseUnavailableError.__name__ in errors) == (name in DATABASE_STAGES)
+    assert retrier["IntervalSeconds"] == VALUES["RetryIntervalSeconds"]
+    assert retrier["MaxAttempts"] == 3
+    assert retrier["BackoffRate"] == 2.0
+    assert retrier["JitterStrategy"] == "FULL"
+
+
+@pytest.mark.parametrize("name", STAGE_STATES)
+def test_each_stage_catches_everything_into_its_alert_path(
+    states: dict[str, dict], name: str
+) -> None:
+    (catcher,) = states[name]["Catch"]
+    assert catcher == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.error",
+        "Next": f"{name} failed",
+    }
+    failed = states[catcher["Next"]]
+    assert failed["Type"] == "Pass"
+    assert failed["Parameters"]["stage"] == name
+    assert failed["Parameters"]["error.$"] == "$.error"
+    assert "batch_id" in failed["Parameters"] or "batch_id.$" in failed["Parameters"]
+
+
+@pytest.mark.parametrize("name", STAGE_STATES)
+def test_every_failure_path_publishes_exactly_one_alert_then_fails(
+    states: dict[str, dict], name: str
+) -> None:
+    for path in paths_from(states, f"{name} failed"):
+        assert path.count("Publish alert") == 1, path
+        assert states[path[-1]]["Type"] == "Fail", path
+        assert not set(path) & set(STAGE_STATES), path
+
+
+def test_the_only_failures_are_after_the_alert(states: dict[str, dict]) -> None:
+    fails = [name for name, state in states.items() if state["Type"] == "Fail"]
+    assert fails == ["Pipeline failed"]
+    assert states["Publish alert"]["Next"] == "Pipeline failed"
+    assert "Catch" not in states["Publish alert"]
+
+
+def test_success_paths_never_touch_the_alert(definition: dict, states: dict[str, dict]) -> None:
+    # From the start, following only Next/Choices/Default (no Catch), every end is a Succeed.
+    def normal_paths(name: str) -> list[list[str]]:
+        state = states[name]
+        nexts = [state[k] for k in ("Next", "Default") if k in state]
+        nexts += [c["Next"] for c in state.get("Choices", [])]
+        if not nexts:
+            return [[name]]
+        return [[name, *rest] for n in nexts for rest in normal_paths(n)]
+
+    paths = normal_paths(definition["StartAt"])
+    assert {tuple(p) for p in paths} == {
+        ("Extract", "Anything to load?", "Transform", "Load", "Loaded"),
+        ("Extract", "Anything to load?", "Nothing new"),
+    }
+    for path in paths:
+        assert states[path[-1]]["Type"] == "Succeed"
+
+
+def test_the_alert_is_readable(states: dict[str, dict]) -> None:
+    publish = states["Publish alert"]
+    assert publish["Resource"] == "arn:aws:states:::sns:publish"
+    params = publish["Parameters"]
+    assert params["TopicArn"] == VALUES["AlertTopicArn"]
+    assert params["Subject.$"].startswith("States.Format(")
+    message = params["Message.$"]
+    for needed in (
+        "$.stage",
+        "$.error.Error",
+        "$.detail.text",  # the Lambda errorMessage, not the raw JSON Cause
+        "$$.Execution.Name",
+        "$.batch_id",
+        "$$.Execution.Id",
+        f"https://{VALUES['Region']}.console.aws.amazon.com/states/home?region={VALUES['Region']}",
+    ):
+        assert needed in message
+    # Every {} in the template has an argument.
+    template = re.match(r"States\.Format\('(.*)', (.*)\)$", message, re.S)
+    assert template is not None
+    assert template.group(1).count("{}") == len(template.group(2).split(", "))
+
+
+def test_every_way_to_the_alert_sets_the_detail_text(states: dict[str, dict]) -> None:
+    # The message reads $.detail.text: each path into Publish alert must have set it.
+    for name in STAGE_STATES:
+        for path in paths_from(states, f"{name} failed"):
+            before = path[: path.index("Publish alert")]
+            assert any(states[s].get("ResultPath") == "$.detail" for s in before), path
+
+
+def test_the_state_data_stays_small(states: dict[str, dict]) -> None:
+    # Each stage keeps only the small fields of its result (keys, ids, counts).
+    assert set(states["Extract"]["ResultSelector"]) == {
+        "batch_id.$",
+        "rows.$",
+        "tables.$",
+        "pending_batch_ids.$",
+    }
+    for name in STAGE_STATES:
+        assert states[name]["ResultPath"] == f"$.{name.lower()}"
