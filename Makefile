@@ -67,3 +67,28 @@ run-checks: lint security audit coverage ## Lint, security lint, dependency audi
 clean: ## Remove the venv, caches, build output and the local state (databases, lake)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov cdk.out build .state
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---- Deploying to AWS (CDK). Synth needs no AWS account and no Docker. --------------
+.PHONY: layer-setup synth cdk-bootstrap cdk-diff deploy
+CDK := npx --no-install cdk
+CDK_FLAGS := --no-notices
+# Optional: make deploy ALERT_EMAIL=oncall@example.com (else cdk.json's totes:alertEmail).
+CDK_CONTEXT := $(if $(ALERT_EMAIL),-c totes:alertEmail=$(ALERT_EMAIL))
+
+node_modules/.bin/cdk:
+	npm ci --no-audit --no-fund
+
+layer-setup: requirements ## Build build/lambda/<fn> for each Lambda; fails if one is over 250 MiB
+	$(BIN)/python scripts/build_lambdas.py
+
+synth: layer-setup node_modules/.bin/cdk ## Synthesise the CloudFormation templates (cdk.out), cdk-nag included
+	$(CDK) synth --quiet $(CDK_FLAGS) $(CDK_CONTEXT)
+
+cdk-bootstrap: node_modules/.bin/cdk ## Once per account and region: the CDK's asset bucket and roles
+	$(CDK) bootstrap $(CDK_FLAGS)
+
+cdk-diff: layer-setup node_modules/.bin/cdk ## What a deploy would change in the AWS account
+	$(CDK) diff --all $(CDK_FLAGS) $(CDK_CONTEXT)
+
+deploy: layer-setup node_modules/.bin/cdk ## Deploy every stack (asks before widening IAM)
+	$(CDK) deploy --all --require-approval broadening $(CDK_FLAGS) $(CDK_CONTEXT)

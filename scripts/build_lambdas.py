@@ -1,0 +1,159 @@
+"""Build one deployment folder per Lambda function: our code plus only the wheels it needs.
+
+    python scripts/build_lambdas.py            # build/lambda/{extract,transform,load}
+    python scripts/build_lambdas.py --check    # only measure what is there
+
+Why one folder per function: polars + pyarrow + psycopg2 do not fit in one 250 MiB
+(unzipped) Lambda package, and each stage needs a different subset. Each folder is
+``Code.from_asset``-ed by the CDK app as it is: no Docker, no bundling at synth.
+
+The wheels are the Linux builds for the Lambda runtime and architecture the CDK app
+declares (``stacks/lambda_packaging.py``), pinned to the versions installed in the
+development environment when it has them, so what the tests ran is what ships. They are
+installed once per requirement set (a stamp next to the folder records the set); our own
+packages (``totes/``, ``lambdas/``) are copied afresh on every run, which takes well under
+a second.
+
+Exits non-zero when a folder is over Lambda's unzipped limit (262,144,000 bytes), or when
+it contains a package that must not ship (boto3 is in the runtime; pyarrow is too big).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stacks.lambda_packaging import (  # noqa: E402 (needs the repository on sys.path)
+    FUNCTION_REQUIREMENTS,
+    LAMBDA_BUILD_DIR,
+    PIP_PLATFORMS,
+    PYTHON_VERSION,
+    SOURCE_PACKAGES,
+)
+
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
+FORBIDDEN = ("boto3", "botocore", "pyarrow")
+# Never needed at run time: byte code is rebuilt by the runtime, and pip's console scripts
+# (bin/) are not runnable in Lambda anyway.
+_JUNK_DIRS = {"__pycache__", "bin"}
+_JUNK_SUFFIXES = {".pyc", ".pyo"}
+
+
+def pinned(requirement: str) -> str:
+    """``name==<version installed here>`` when the dev environment has it, else ``name``."""
+    try:
+        return f"{requirement}=={metadata.version(requirement)}"
+    except metadata.PackageNotFoundError:
+        return requirement
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of every regular file under ``path``: what Lambda counts as unzipped size."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _stamp(name: str) -> Path:
+    return LAMBDA_BUILD_DIR / f".{name}.requirements.json"
+
+
+def install_wheels(name: str, target: Path, requirements: list[str]) -> None:
+    """pip-install Linux wheels for the Lambda runtime into ``target`` unless already there."""
+    wanted = {
+        "python": PYTHON_VERSION,
+        "platforms": list(PIP_PLATFORMS),
+        "requirements": requirements,
+    }
+    stamp = _stamp(name)
+    if target.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        print(f"[{name}] wheels up to date: {' '.join(requirements)}")
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-compile", "--only-binary=:all:", "--implementation", "cp",
+        "--python-version", PYTHON_VERSION,
+        *(arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)),
+        "--target", str(target), *requirements,
+    ]  # fmt: skip
+    print(f"[{name}] installing {' '.join(requirements)}")
+    subprocess.run(command, check=True)  # noqa: S603 (our own fixed argument list)
+    stamp.write_text(json.dumps(wanted, indent=2))
+
+
+def copy_sources(target: Path) -> None:
+    """Replace our own packages in ``target`` with fresh copies (no byte code)."""
+    for package in SOURCE_PACKAGES:
+        destination = target / package
+        shutil.rmtree(destination, ignore_errors=True)
+        shutil.copytree(
+            ROOT / package,
+            destination,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"),
+        )
+
+
+def strip(target: Path) -> None:
+    """Remove what the runtime never reads."""
+    for path in sorted(target.rglob("*"), reverse=True):
+        if path.is_dir() and path.name in _JUNK_DIRS:
+            shutil.rmtree(path)
+        elif path.is_file() and path.suffix in _JUNK_SUFFIXES:
+            path.unlink()
+
+
+def check(name: str, target: Path) -> list[str]:
+    """Print the size of one function's folder; return the problems found."""
+    problems = []
+    if not target.is_dir():
+        return [f"{name}: {target} is missing (run `make layer-setup`)"]
+    size = folder_size(target)
+    verdict = "OK" if size <= LAMBDA_UNZIPPED_LIMIT else "OVER THE LIMIT"
+    print(
+        f"{name:<10} {size:>13,} bytes unzipped ({size / 2**20:6.1f} MiB, "
+        f"{size / LAMBDA_UNZIPPED_LIMIT:4.0%} of {LAMBDA_UNZIPPED_LIMIT:,})  {verdict}"
+    )
+    if size > LAMBDA_UNZIPPED_LIMIT:
+        problems.append(f"{name}: {size:,} bytes is over Lambda's {LAMBDA_UNZIPPED_LIMIT:,}")
+    for package in FORBIDDEN:
+        if (target / package).exists():
+            problems.append(f"{name}: ships {package}, which must not be in the package")
+    for package in SOURCE_PACKAGES:
+        if not (target / package / "__init__.py").is_file():
+            problems.append(f"{name}: our package {package}/ is missing")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--check", action="store_true", help="only measure existing folders")
+    parser.add_argument("functions", nargs="*", default=list(FUNCTION_REQUIREMENTS))
+    args = parser.parse_args(argv)
+    unknown = set(args.functions) - set(FUNCTION_REQUIREMENTS)
+    if unknown:
+        parser.error(f"unknown function(s): {', '.join(sorted(unknown))}")
+
+    problems: list[str] = []
+    for name in args.functions:
+        target = LAMBDA_BUILD_DIR / name
+        if not args.check:
+            install_wheels(name, target, [pinned(r) for r in FUNCTION_REQUIREMENTS[name]])
+            copy_sources(target)
+            strip(target)
+        problems += check(name, target)
+    print(f"(wheels for CPython {PYTHON_VERSION} on {', '.join(PIP_PLATFORMS)})")
+    for problem in problems:
+        print(f"ERROR: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The alert topic: the state machine's failure branch and every alarm publish here, and
+the on-call email address (context ``totes:alertEmail``) is subscribed to it."""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, Stack
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from stacks import names
+from stacks.config import PREFIX, DeployConfig
+from stacks.nag_acknowledgments import Reason, acknowledge
+
+
+class AlertsStack(Stack):
+    """One SNS topic, TLS-only, with the email subscription."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs):
+        super().__init__(scope, construct_id, **kwargs)
+        self.topic = sns.Topic(
+            self,
+            "AlertTopic",
+            topic_name=names.ALERT_TOPIC_NAME,
+            display_name="Terrific Totes pipeline alerts",
+            enforce_ssl=True,
+        )
+        acknowledge(self.topic, "AwsSolutions-SNS2", Reason.ALERT_TOPIC_NOT_KMS)
+        if config.alert_email:
+            # AWS emails a confirmation link first; nothing is delivered until it is clicked.
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))
+        else:
+            Annotations.of(self).add_warning_v2(
+                "totes:no-alert-email",
+                f"No alert email: set context {PREFIX}alertEmail before deploying, or failures "
+                "and alarms will reach nobody.",
+            )

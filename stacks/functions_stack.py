@@ -1,0 +1,260 @@
+"""The three pipeline Lambdas (extract, transform, load) with least-privilege roles.
+
+Each function ships a prebuilt folder (``scripts/build_lambdas.py``): our ``totes`` and
+``lambdas`` packages plus only the wheels that stage needs. The stack takes the folders as
+a parameter, so tests can synthesise it with tiny stand-ins and no download.
+
+Roles are written out by hand rather than with ``bucket.grant_*`` helpers, whose action
+lists include wildcards (``s3:GetObject*``, ``s3:List*``, ``s3:DeleteObject*``...): every
+action here is one the handler calls, on the narrowest resource it works on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks import names
+from stacks.config import DeployConfig
+from stacks.lambda_packaging import ARCHITECTURE, PYTHON_VERSION
+from stacks.nag_acknowledgments import Reason, acknowledge, acknowledge_wildcards
+
+RUNTIME = getattr(lambda_.Runtime, "PYTHON_" + PYTHON_VERSION.replace(".", "_"))
+LAMBDA_ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}[
+    ARCHITECTURE
+]
+LOADED_PREFIX = "_loaded/"  # totes.lake.LOADED: the load stage's "batch is in" hints
+
+POWERTOOLS_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "totes",
+    "POWERTOOLS_METRICS_NAMESPACE": "TerrificTotes",
+    "LOG_LEVEL": "INFO",
+}
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The CloudWatch Logs retention for ``days``, which must be one CloudWatch offers."""
+    if days not in _RETENTION:
+        raise ValueError(f"totes:logRetentionDays: {days} is not one of {sorted(_RETENTION)}")
+    return _RETENTION[days]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Size and time limits of one stage (starting points; see docs/deploy.md)."""
+
+    memory_mb: int
+    timeout: Duration
+    description: str
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    "extract": FunctionSpec(
+        512, Duration.minutes(5), "ToteSys -> ingestion lake: one CSV per changed table"
+    ),
+    "transform": FunctionSpec(
+        2048, Duration.minutes(10), "Ingestion lake -> processed lake: star schema as Parquet"
+    ),
+    "load": FunctionSpec(
+        1024, Duration.minutes(10), "Processed lake -> warehouse: one transaction per batch"
+    ),
+}
+
+
+class FunctionsStack(Stack):
+    """extract, transform and load; ``self.functions`` maps each stage to its Function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        code_dirs: Mapping[str, Path],
+        **kwargs,
+    ):
+        super().__init__(scope, construct_id, **kwargs)
+        missing = set(FUNCTIONS) - set(code_dirs)
+        if missing:
+            raise ValueError(f"no code folder for: {', '.join(sorted(missing))}")
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        self.source_secret = _import_secret(self, "SourceDbSecret", config.source_db_secret)
+        self.warehouse_secret = _import_secret(
+            self, "WarehouseDbSecret", config.warehouse_db_secret
+        )
+        network = _network(self, config)
+
+        # The storage stack's buckets, by name (see stacks/names.py).
+        ingestion = s3.Bucket.from_bucket_name(self, "IngestionBucket", names.INGESTION_BUCKET)
+        processed = s3.Bucket.from_bucket_name(self, "ProcessedBucket", names.PROCESSED_BUCKET)
+        environment = {
+            "extract": {
+                "INGESTION_BUCKET": ingestion.bucket_name,
+                "PROCESSED_BUCKET": processed.bucket_name,
+                "SOURCE_DB_SECRET_ARN": self.source_secret.secret_arn,
+            },
+            "transform": {
+                "INGESTION_BUCKET": ingestion.bucket_name,
+                "PROCESSED_BUCKET": processed.bucket_name,
+            },
+            "load": {
+                "PROCESSED_BUCKET": processed.bucket_name,
+                "WAREHOUSE_DB_SECRET_ARN": self.warehouse_secret.secret_arn,
+            },
+        }
+        # (statement, why its wildcard is acceptable): every action the stage calls, on the
+        # narrowest resource it works on. Object ARNs need a trailing '*'.
+        statements: dict[str, list[tuple[iam.PolicyStatement, Reason | None]]] = {
+            "extract": [
+                (_objects(["s3:GetObject", "s3:PutObject"], ingestion), Reason.OBJECT_WILDCARD),
+                (_list(ingestion), None),
+                # Only to see which batches are loaded already; nothing else of that lake.
+                (_list(processed, prefix=LOADED_PREFIX), None),
+                (_read_secret(self.source_secret), Reason.RANDOM_ARN_SUFFIX),
+            ],
+            "transform": [
+                (_objects(["s3:GetObject"], ingestion), Reason.OBJECT_WILDCARD),
+                (_list(ingestion), None),
+                (_objects(["s3:GetObject", "s3:PutObject"], processed), Reason.OBJECT_WILDCARD),
+                (_list(processed), None),
+            ],
+            "load": [
+                (_objects(["s3:GetObject"], processed), Reason.OBJECT_WILDCARD),
+                (_list(processed), None),
+                (
+                    _objects(["s3:PutObject"], processed, prefix=LOADED_PREFIX),
+                    Reason.OBJECT_WILDCARD,
+                ),
+                (_read_secret(self.warehouse_secret), Reason.RANDOM_ARN_SUFFIX),
+            ],
+        }
+
+        self.functions: dict[str, lambda_.Function] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        for name, spec in FUNCTIONS.items():
+            log_group = logs.LogGroup(
+                self,
+                f"{name.title()}LogGroup",
+                retention=retention(config.log_retention_days),
+                removal_policy=removal,
+            )
+            role = iam.Role(
+                self,
+                f"{name.title()}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"Terrific Totes {name} Lambda: only what the {name} stage calls",
+            )
+            # Instead of AWSLambdaBasicExecutionRole (any log group in the account).
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.log_group_arn],
+                )
+            )
+            if config.in_vpc:
+                # Lambda adds this itself only to roles it creates; ours is hand-made.
+                role.add_managed_policy(
+                    iam.ManagedPolicy.from_aws_managed_policy_name(
+                        "service-role/AWSLambdaVPCAccessExecutionRole"
+                    )
+                )
+                acknowledge(
+                    role,
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                    "service-role/AWSLambdaVPCAccessExecutionRole]",
+                    Reason.VPC_ACCESS_POLICY,
+                )
+            for statement, reason in statements[name]:
+                role.add_to_policy(statement)
+                if reason is not None:
+                    acknowledge_wildcards(role, statement.resources, reason)
+
+            function = lambda_.Function(
+                self,
+                f"{name.title()}Function",
+                function_name=names.FUNCTION_NAMES[name],
+                description=spec.description,
+                runtime=RUNTIME,
+                architecture=LAMBDA_ARCHITECTURE,
+                handler=f"lambdas.{name}.handler",
+                code=lambda_.Code.from_asset(str(code_dirs[name])),
+                memory_size=spec.memory_mb,
+                timeout=spec.timeout,
+                role=role,
+                log_group=log_group,
+                logging_format=lambda_.LoggingFormat.JSON,
+                environment={**POWERTOOLS_ENVIRONMENT, **environment[name]},
+                **network,
+            )
+            self.functions[name] = function
+            self.log_groups[name] = log_group
+
+
+def _import_secret(scope: Construct, construct_id: str, name_or_arn: str) -> secretsmanager.ISecret:
+    """A secret by full ARN (``arn:...``) or by name (the stack is told, never creates it)."""
+    if name_or_arn.startswith("arn:"):
+        return secretsmanager.Secret.from_secret_complete_arn(scope, construct_id, name_or_arn)
+    return secretsmanager.Secret.from_secret_name_v2(scope, construct_id, name_or_arn)
+
+
+def _network(scope: Construct, config: DeployConfig) -> dict:
+    """VPC placement when the databases are not public; no lookup, so no AWS call at synth."""
+    if not config.in_vpc:
+        return {}
+    vpc = ec2.Vpc.from_vpc_attributes(
+        scope, "DatabaseVpc", vpc_id=config.vpc_id, availability_zones=["unused"]
+    )
+    subnets = [
+        ec2.Subnet.from_subnet_id(scope, f"Subnet{i}", subnet_id)
+        for i, subnet_id in enumerate(config.subnet_ids)
+    ]
+    network = {"vpc": vpc, "vpc_subnets": ec2.SubnetSelection(subnets=subnets)}
+    if config.security_group_id:
+        network["security_groups"] = [
+            ec2.SecurityGroup.from_security_group_id(
+                scope, "DatabaseClientSecurityGroup", config.security_group_id
+            )
+        ]
+    return network
+
+
+def _objects(actions: list[str], bucket: s3.IBucket, prefix: str = "") -> iam.PolicyStatement:
+    return iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects(f"{prefix}*")])
+
+
+def _list(bucket: s3.IBucket, prefix: str | None = None) -> iam.PolicyStatement:
+    conditions = None
+    if prefix is not None:
+        conditions = {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"], resources=[bucket.bucket_arn], conditions=conditions
+    )
+
+
+def _read_secret(secret: secretsmanager.ISecret) -> iam.PolicyStatement:
+    arn = secret.secret_full_arn or f"{secret.secret_arn}-??????"
+    return iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[arn])

@@ -1,0 +1,224 @@
+"""Alarms (all to the alert topic) and the operations dashboard.
+
+A Catch in the state machine cannot see an execution that timed out or was aborted, and a
+schedule that stops starting runs produces no failure at all: the execution alarms and the
+"no successful run" alarm cover what the failure branch cannot.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks import names
+from stacks.config import DeployConfig
+
+METRICS_NAMESPACE = "TerrificTotes"  # POWERTOOLS_METRICS_NAMESPACE of every function
+ROW_METRICS = ("RowsExtracted", "RowsTransformed", "RowsLoaded")  # dimension: table
+DURATION_METRIC = "RunDurationSeconds"  # one per stage
+ALARM_PERIOD = Duration.minutes(5)
+
+
+class MonitoringStack(Stack):
+    """Alarms on the state machine and each function, and one dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        **kwargs,
+    ):
+        super().__init__(scope, construct_id, **kwargs)
+        # The other stacks' resources, by name (see stacks/names.py).
+        functions = {stage: _LambdaMetrics(name) for stage, name in names.FUNCTION_NAMES.items()}
+        state_machine = sfn.StateMachine.from_state_machine_name(
+            self, "Pipeline", names.STATE_MACHINE_NAME
+        )
+        alert_topic = sns.Topic.from_topic_arn(
+            self,
+            "AlertTopic",
+            self.format_arn(service="sns", resource=names.ALERT_TOPIC_NAME),
+        )
+        notify = actions.SnsAction(alert_topic)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+        def alarm(construct_id: str, metric: cloudwatch.IMetric, description: str, **options):
+            created = cloudwatch.Alarm(
+                self,
+                construct_id,
+                metric=metric,
+                alarm_description=description,
+                threshold=options.pop("threshold", 1),
+                evaluation_periods=1,
+                comparison_operator=options.pop(
+                    "comparison_operator",
+                    cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                ),
+                treat_missing_data=options.pop(
+                    "treat_missing_data", cloudwatch.TreatMissingData.NOT_BREACHING
+                ),
+            )
+            created.add_alarm_action(notify)
+            self.alarms[construct_id] = created
+            return created
+
+        sum_5m = {"period": ALARM_PERIOD, "statistic": "Sum"}
+        alarm(
+            "ExecutionsFailed",
+            state_machine.metric_failed(**sum_5m),
+            "A pipeline run failed. The alert email from the run itself has the details; "
+            "the Step Functions console has the execution.",
+        )
+        alarm(
+            "ExecutionsTimedOut",
+            state_machine.metric_timed_out(**sum_5m),
+            f"A pipeline run took over {config.execution_timeout_seconds} s and was stopped: "
+            "no failure email was sent for it. Look for a slow stage or database.",
+        )
+        alarm(
+            "ExecutionsAborted",
+            state_machine.metric_aborted(**sum_5m),
+            "A pipeline run was stopped by hand or by a deployment; no failure email was sent.",
+        )
+        # Freshness: every run ends in success, even "nothing new", so 30 minutes without
+        # one means the schedule, the role or the pipeline is broken.
+        if config.schedule_enabled:
+            alarm(
+                "NoSuccessfulRun",
+                state_machine.metric_succeeded(period=Duration.minutes(30), statistic="Sum"),
+                "No pipeline run has succeeded in 30 minutes: the 30-minute freshness promise "
+                "is broken. Check the schedule (is it enabled?) and the latest executions.",
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            )
+        for name, function in functions.items():
+            stage = name.title()
+            alarm(
+                f"{stage}Errors",
+                function.metric_errors(**sum_5m),
+                f"The {name} Lambda raised an error (the run may still succeed on retry). "
+                f"See its log group for the structured error.",
+            )
+            alarm(
+                f"{stage}Throttles",
+                function.metric_throttles(**sum_5m),
+                f"The {name} Lambda was throttled: the account's concurrency is exhausted.",
+            )
+
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            default_interval=Duration.days(1),
+            widgets=[
+                [
+                    cloudwatch.TextWidget(
+                        markdown="# Terrific Totes pipeline\nRuns every scheduled interval: "
+                        f"`{config.schedule}`. Alarms email the alert topic.",
+                        width=24,
+                        height=2,
+                    )
+                ],
+                [
+                    cloudwatch.GraphWidget(
+                        title="Executions",
+                        left=[
+                            state_machine.metric_started(statistic="Sum", label="Started"),
+                            state_machine.metric_succeeded(statistic="Sum", label="Succeeded"),
+                            state_machine.metric_failed(statistic="Sum", label="Failed"),
+                            state_machine.metric_timed_out(statistic="Sum", label="Timed out"),
+                            state_machine.metric_aborted(statistic="Sum", label="Aborted"),
+                        ],
+                        width=12,
+                    ),
+                    cloudwatch.GraphWidget(
+                        title="Execution duration (ms)",
+                        left=[
+                            state_machine.metric_time(statistic="Average", label="Average"),
+                            state_machine.metric_time(statistic="Maximum", label="Maximum"),
+                        ],
+                        width=12,
+                    ),
+                ],
+                [
+                    cloudwatch.GraphWidget(
+                        title="Function errors and throttles",
+                        left=[
+                            function.metric_errors(statistic="Sum", label=f"{name} errors")
+                            for name, function in functions.items()
+                        ],
+                        right=[
+                            function.metric_throttles(statistic="Sum", label=f"{name} throttles")
+                            for name, function in functions.items()
+                        ],
+                        width=12,
+                    ),
+                    cloudwatch.GraphWidget(
+                        title="Function duration (ms, max)",
+                        left=[
+                            function.metric_duration(statistic="Maximum", label=name)
+                            for name, function in functions.items()
+                        ],
+                        width=12,
+                    ),
+                ],
+                [
+                    cloudwatch.GraphWidget(
+                        title=f"{metric} by table",
+                        left=[_search(metric, "Sum")],
+                        width=8,
+                    )
+                    for metric in ROW_METRICS
+                ],
+                [
+                    cloudwatch.GraphWidget(
+                        title="Run duration per stage (s)",
+                        left=[_search(DURATION_METRIC, "Maximum")],
+                        width=24,
+                    )
+                ],
+            ],
+        )
+
+
+class _LambdaMetrics:
+    """A function's AWS/Lambda metrics by its name: plain dimensions in the template, where
+    an imported IFunction would carve the name out of an ARN with Fn::Select/Fn::Split."""
+
+    def __init__(self, function_name: str):
+        self.function_name = function_name
+
+    def _metric(self, metric_name: str, **options) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name=metric_name,
+            dimensions_map={"FunctionName": self.function_name},
+            **options,
+        )
+
+    def metric_errors(self, **options) -> cloudwatch.Metric:
+        return self._metric("Errors", **options)
+
+    def metric_throttles(self, **options) -> cloudwatch.Metric:
+        return self._metric("Throttles", **options)
+
+    def metric_duration(self, **options) -> cloudwatch.Metric:
+        return self._metric("Duration", **options)
+
+
+def _search(metric_name: str, statistic: str) -> cloudwatch.MathExpression:
+    """Every series of one custom metric, whatever dimensions Powertools adds to it."""
+    return cloudwatch.MathExpression(
+        expression=(
+            f'SEARCH(\'Namespace="{METRICS_NAMESPACE}" MetricName="{metric_name}"\', '
+            f"'{statistic}', 300)"
+        ),
+        label="",
+        period=Duration.minutes(5),
+    )

@@ -1,0 +1,101 @@
+"""Every cdk-nag finding this app accepts, and why: the one place a security reviewer reads.
+
+Each acknowledgment is made next to the construct it concerns (``acknowledge(construct,
+rule, Reason.X)``), and its reason is written here, once. A finding that is not
+acknowledged fails the synth (cdk-nag 3 reports through CDK's policy validation).
+
+cdk-nag 3 acknowledges one finding at a time: ``AwsSolutions-IAM5[Resource::<arn>]`` for
+each wildcard, not the whole rule, so a new wildcard always needs a new, reasoned line.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from aws_cdk import Acknowledgment, Stack, Validations
+from constructs import IConstruct
+
+
+class Reason(StrEnum):
+    """Why a finding is acceptable here. The value is the text CDK records and prints."""
+
+    ACCESS_LOG_TARGET = (
+        "This bucket is the server access log target of the data lake buckets. Logging it "
+        "into itself would loop, and a fourth bucket would only move the finding; it is "
+        "private, TLS-only, versionless and expires logs after a year."
+    )
+    OBJECT_WILDCARD = (
+        "Object-level actions (GetObject/PutObject) can only be granted on object ARNs, "
+        "i.e. <bucket-arn>/<prefix>*. The bucket is this pipeline's own and the action list "
+        "is explicit (never s3:*, never DeleteObject); write access to the processed lake by "
+        "the load stage is narrowed to the _loaded/ prefix."
+    )
+    RANDOM_ARN_SUFFIX = (
+        "Secrets Manager appends 6 random characters to every secret ARN; a secret imported "
+        "by name can only be matched with '<name>-??????'. Only GetSecretValue is granted, "
+        "on that one secret."
+    )
+    LOG_STREAMS = (
+        "Lambda creates its log streams at run time with generated names; the grant is "
+        "CreateLogStream/PutLogEvents on the function's own log group only "
+        "(<log-group-arn>:*), instead of the AWSLambdaBasicExecutionRole managed policy, "
+        "which allows any log group in the account."
+    )
+    STATES_LOGS_AND_XRAY = (
+        "The state machine role's only '*' statement holds the actions AWS requires for "
+        "Step Functions' own log delivery (logs:CreateLogDelivery, PutResourcePolicy, "
+        "DescribeLogGroups, ...) and X-Ray tracing (xray:PutTraceSegments, GetSampling*): "
+        "none of them supports resource-level permissions, and AWS documents Resource '*'. "
+        "Invoke and publish are granted on the three function ARNs and the topic ARN only."
+    )
+    VPC_ACCESS_POLICY = (
+        "AWSLambdaVPCAccessExecutionRole is the AWS-maintained policy for the ENI actions "
+        "(ec2:CreateNetworkInterface etc.) a function needs to run in the databases' VPC; "
+        "those actions do not support resource-level permissions, so a custom policy could "
+        "not be narrower, only get out of date."
+    )
+    ALERT_TOPIC_NOT_KMS = (
+        "Alerts carry operational text only (stage, error type and message, execution id), "
+        "and they leave AWS as plain email, which topic encryption cannot protect. SSE would "
+        "need a customer-managed key whose policy admits CloudWatch alarms (the AWS-managed "
+        "aws/sns key does not), a cost and a way for the alert path itself to fail silently. "
+        "Publishing is TLS-only (enforceSSL)."
+    )
+
+
+# Every (construct path, finding id, reason) acknowledged during this synth, for reports.
+ACKNOWLEDGED: list[tuple[str, str, Reason]] = []
+
+
+def acknowledge(construct: IConstruct, finding: str, reason: Reason) -> None:
+    """Accept one cdk-nag finding on ``construct`` (and its children), for ``reason``."""
+    Validations.of(construct).acknowledge(Acknowledgment(id=finding, reason=reason.value))
+    ACKNOWLEDGED.append((construct.node.path, finding, reason))
+
+
+def acknowledge_wildcards(principal: IConstruct, resources: list[str], reason: Reason) -> None:
+    """Accept AwsSolutions-IAM5 for each wildcard ARN in ``resources``, all for ``reason``.
+
+    The finding id spells the ARN the way cdk-nag does (``<AWS::Region>`` for a pseudo
+    parameter, ``<Logical.Attr>`` for an attribute), so it is derived, not copied by hand.
+    """
+    stack = Stack.of(principal)
+    for resource in resources:
+        spelled = _nag_spelling(stack.resolve(resource))
+        if "*" in spelled:
+            acknowledge(principal, f"AwsSolutions-IAM5[Resource::{spelled}]", reason)
+
+
+def _nag_spelling(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        return f"<{logical_id}.{attribute}>"
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_nag_spelling(part) for part in parts)
+    raise ValueError(f"cannot spell {value!r} as cdk-nag does")

@@ -1,0 +1,80 @@
+"""The two write-once data lakes (ingestion: CSV, processed: Parquet) and their access log.
+
+Every bucket: public access blocked, TLS enforced, S3-managed encryption, ownership
+enforced (no ACLs). The lakes are versioned so that nothing is ever lost even though the
+pipeline never overwrites or deletes an object (every key carries its batch id); noncurrent
+versions can only come from a human, and they expire after 90 days.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks import names
+from stacks.config import DeployConfig
+from stacks.nag_acknowledgments import Reason, acknowledge
+
+NONCURRENT_VERSION_DAYS = 90
+ACCESS_LOG_DAYS = 365
+
+
+class StorageStack(Stack):
+    """The ingestion and processed buckets, with server access logs to a third bucket."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs):
+        super().__init__(scope, construct_id, **kwargs)
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        common = {
+            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+            "encryption": s3.BucketEncryption.S3_MANAGED,
+            "enforce_ssl": True,
+            "minimum_tls_version": 1.2,
+            "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            "removal_policy": removal,
+        }
+
+        # Server access logs need SSE-S3 on the target bucket (SSE-KMS is not supported).
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            bucket_name=names.ACCESS_LOGS_BUCKET,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(ACCESS_LOG_DAYS))
+            ],
+            **common,
+        )
+        acknowledge(self.access_logs_bucket, "AwsSolutions-S1", Reason.ACCESS_LOG_TARGET)
+
+        lake_rules = [
+            s3.LifecycleRule(
+                id="expire-noncurrent-versions",
+                noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
+                expired_object_delete_marker=True,
+            ),
+            s3.LifecycleRule(
+                id="abort-incomplete-uploads",
+                abort_incomplete_multipart_upload_after=Duration.days(7),
+            ),
+        ]
+        self.ingestion_bucket = s3.Bucket(
+            self,
+            "IngestionBucket",
+            bucket_name=names.INGESTION_BUCKET,
+            versioned=True,
+            lifecycle_rules=lake_rules,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="ingestion/",
+            **common,
+        )
+        self.processed_bucket = s3.Bucket(
+            self,
+            "ProcessedBucket",
+            bucket_name=names.PROCESSED_BUCKET,
+            versioned=True,
+            lifecycle_rules=lake_rules,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="processed/",
+            **common,
+        )
