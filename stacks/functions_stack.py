@@ -134,7 +134,7 @@ class FunctionsStack(Stack):
                 (_list(ingestion), None),
                 # Only to see which batches are loaded already; nothing else of that lake.
                 (_list(processed, prefix=LOADED_PREFIX), None),
-                (_read_secret(self.source_secret), Reason.RANDOM_ARN_SUFFIX),
+                (_read_secret(self.source_secret), None),
             ],
             "transform": [
                 (_objects(["s3:GetObject"], ingestion), Reason.OBJECT_WILDCARD),
@@ -149,7 +149,7 @@ class FunctionsStack(Stack):
                     _objects(["s3:PutObject"], processed, prefix=LOADED_PREFIX),
                     Reason.OBJECT_WILDCARD,
                 ),
-                (_read_secret(self.warehouse_secret), Reason.RANDOM_ARN_SUFFIX),
+                (_read_secret(self.warehouse_secret), None),
             ],
         }
 
@@ -159,6 +159,8 @@ class FunctionsStack(Stack):
             log_group = logs.LogGroup(
                 self,
                 f"{name.title()}LogGroup",
+                # Lambda's conventional name, so the console's "View logs" finds it.
+                log_group_name=f"/aws/lambda/{names.FUNCTION_NAMES[name]}",
                 retention=retention(config.log_retention_days),
                 removal_policy=removal,
             )

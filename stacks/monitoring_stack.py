@@ -115,6 +115,7 @@ class MonitoringStack(Stack):
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
+            dashboard_name=names.DASHBOARD_NAME,
             default_interval=Duration.days(1),
             widgets=[
                 [

@@ -31,17 +31,6 @@ class Reason(StrEnum):
         "is explicit (never s3:*, never DeleteObject); write access to the processed lake by "
         "the load stage is narrowed to the _loaded/ prefix."
     )
-    RANDOM_ARN_SUFFIX = (
-        "Secrets Manager appends 6 random characters to every secret ARN; a secret imported "
-        "by name can only be matched with '<name>-??????'. Only GetSecretValue is granted, "
-        "on that one secret."
-    )
-    LOG_STREAMS = (
-        "Lambda creates its log streams at run time with generated names; the grant is "
-        "CreateLogStream/PutLogEvents on the function's own log group only "
-        "(<log-group-arn>:*), instead of the AWSLambdaBasicExecutionRole managed policy, "
-        "which allows any log group in the account."
-    )
     STATES_LOGS_AND_XRAY = (
         "The state machine role's only '*' statement holds the actions AWS requires for "
         "Step Functions' own log delivery (logs:CreateLogDelivery, PutResourcePolicy, "
@@ -64,14 +53,9 @@ class Reason(StrEnum):
     )
 
 
-# Every (construct path, finding id, reason) acknowledged during this synth, for reports.
-ACKNOWLEDGED: list[tuple[str, str, Reason]] = []
-
-
 def acknowledge(construct: IConstruct, finding: str, reason: Reason) -> None:
     """Accept one cdk-nag finding on ``construct`` (and its children), for ``reason``."""
     Validations.of(construct).acknowledge(Acknowledgment(id=finding, reason=reason.value))
-    ACKNOWLEDGED.append((construct.node.path, finding, reason))
 
 
 def acknowledge_wildcards(principal: IConstruct, resources: list[str], reason: Reason) -> None:

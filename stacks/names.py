@@ -17,6 +17,7 @@ PROJECT = "terrific-totes"
 FUNCTION_NAMES = {stage: f"{PROJECT}-{stage}" for stage in ("extract", "transform", "load")}
 ALERT_TOPIC_NAME = f"{PROJECT}-alerts"
 STATE_MACHINE_NAME = f"{PROJECT}-pipeline"
+DASHBOARD_NAME = "TerrificTotes-Pipeline"
 
 
 def bucket_name(lake: str) -> str:

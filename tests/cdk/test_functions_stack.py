@@ -101,6 +101,7 @@ def test_environment_is_exactly_what_the_handler_reads(functions, stage, expecte
 @pytest.mark.parametrize("stage", ["extract", "transform", "load"])
 def test_each_function_logs_as_json_to_its_own_group_with_retention(functions, stage):
     log_group_id, log_group = one(functions, "AWS::Logs::LogGroup", stage.title())
+    assert log_group["Properties"]["LogGroupName"] == f"/aws/lambda/terrific-totes-{stage}"
     assert log_group["Properties"]["RetentionInDays"] == 90
     assert log_group["DeletionPolicy"] == "Retain"
     assert function(functions, stage)["LoggingConfig"] == {

@@ -76,6 +76,7 @@ def test_no_freshness_alarm_while_the_schedule_is_off(synths):
 
 def test_dashboard_shows_runs_functions_and_pipeline_metrics(monitoring):
     [dashboard] = resources(monitoring, "AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == "TerrificTotes-Pipeline"
     body = json.loads(render(dashboard["Properties"]["DashboardBody"]))
     text = json.dumps(body)
     for needle in (
