@@ -1,0 +1,99 @@
+"""The `totes` command as a user runs it: exit codes, summaries, JSON, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from totes.cli import main
+
+
+@pytest.fixture
+def state_dir(monkeypatch):
+    # World-readable: as root, the embedded PostgreSQL runs as the user 'pgserver'.
+    path = Path(tempfile.mkdtemp(prefix="totes-state-"))
+    path.chmod(0o755)
+    monkeypatch.setenv("TOTES_STATE_DIR", str(path))
+    import totes.local
+
+    monkeypatch.setattr(totes.local, "_server", None)
+    yield path
+    if totes.local._server is not None:
+        totes.local._server.stop()
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_seed_and_simulate_print_what_they_did(capsys, empty_db):
+    code, out, _ = run_cli(capsys, "seed", "--source-dsn", empty_db, "--scale", "0.01")
+    assert code == 0
+    assert "sales_order" in out and "payment_type" in out
+
+    code, out, _ = run_cli(capsys, "simulate", "--source-dsn", empty_db, "--minutes", "600")
+    assert code == 0
+    assert "2024-11-15 09:00 -> 2024-11-15 19:00" in out
+
+
+def test_run_against_given_databases_prints_json_and_is_incremental(
+    capsys, totesys_dsn, warehouse_dsn, tmp_path
+):
+    args = ["run", "--source-dsn", totesys_dsn, "--warehouse-dsn", warehouse_dsn]
+    args += ["--lake", str(tmp_path / "lake"), "--json"]
+
+    code, out, _ = run_cli(capsys, *args)
+    first = json.loads(out)
+    assert code == 0 and first["status"] == "SUCCEEDED"
+    assert first["load"]["rows"]["fact_sales_order"] == first["extract"]["tables"]["sales_order"]
+
+    code, out, _ = run_cli(capsys, *args)
+    second = json.loads(out)
+    assert code == 0 and second["extract"]["rows"] == 0 and second["load"] is None
+
+
+def test_an_injected_failure_exits_non_zero_and_shows_the_email(
+    capsys, totesys_dsn, warehouse_dsn, tmp_path
+):
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--source-dsn", totesys_dsn,
+        "--warehouse-dsn", warehouse_dsn,
+        "--lake", str(tmp_path / "lake"),
+        "--fail-at", "load",
+    )  # fmt: skip
+    assert code == 1
+    assert "FAILED" in out and "Alert email that would have been sent" in out
+    assert "Stage:" in out and "InjectedFailure" in out
+    assert err.strip().splitlines()[-1].startswith("error: Terrific Totes pipeline failed at Load")
+
+
+def test_errors_are_one_line_unless_verbose(capsys, tmp_path):
+    bad = f"host={tmp_path} dbname=nowhere"
+    code, _, err = run_cli(capsys, "seed", "--source-dsn", bad)
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.splitlines()[0].startswith("error: DatabaseUnavailableError")
+    with pytest.raises(Exception, match="cannot connect"):
+        main(["--verbose", "seed", "--source-dsn", bad])
+
+
+def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
+    code, out, err = run_cli(capsys, "demo")
+    assert code == 0, err
+    assert "Seeding ToteSys" in err
+    assert "SUCCEEDED" in out and "fact_sales_order" in out
+    assert f"host={state_dir}" in out or str(state_dir) in out  # how to open the warehouse
+
+    code, out, err = run_cli(capsys, "demo")
+    assert code == 0, err
+    assert "Seeding" not in err and "Letting the business move on" in err
+    assert (state_dir / "lake" / "ingestion" / "_manifests").is_dir()
+    assert os.listdir(state_dir / "lake" / "processed" / "_loaded")
