@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,8 @@ from stacks.lambda_packaging import (
 
 pytestmark = pytest.mark.cdk
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_lambdas.py"
+ROOT = Path(__file__).resolve().parents[2]
+_SCRIPT = ROOT / "scripts" / "build_lambdas.py"
 _spec = importlib.util.spec_from_file_location("build_lambdas", _SCRIPT)
 build_lambdas = importlib.util.module_from_spec(_spec)
 sys.modules["build_lambdas"] = build_lambdas
@@ -92,3 +96,61 @@ def test_strip_removes_byte_code_and_scripts(tmp_path):
 @pytest.mark.parametrize("name", list(FUNCTION_REQUIREMENTS))
 def test_real_build_is_under_the_lambda_limit(name):
     assert build_lambdas.check(name, LAMBDA_BUILD_DIR / name) == []
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """The distributions ``requirements`` install, dependencies included (no extras)."""
+    distributions: set[str] = set()
+    queue = list(requirements)
+    while queue:
+        name = _canonical(queue.pop())
+        if name in distributions:
+            continue
+        distributions.add(name)
+        for requirement in metadata.requires(name) or []:
+            if "extra ==" not in requirement:
+                queue.append(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0))
+    return distributions
+
+
+def stand_in_package(root: Path, requirements: list[str]) -> Path:
+    """A folder laid out like the function's package, from this venv's installed files
+    (symlinks): our code, the wheels and their dependencies, plus boto3 (in the runtime)."""
+    root.mkdir()
+    for name in _closure([*requirements, "boto3"]):
+        distribution = metadata.distribution(name)
+        tops = {file.parts[0] for file in distribution.files or [] if file.parts[0] != ".."}
+        for top in tops:
+            source = Path(distribution.locate_file(top))
+            if source.exists() and not (root / top).exists():
+                (root / top).symlink_to(source)
+    for package in ("totes", "lambdas"):
+        (root / package).symlink_to(ROOT / package)
+    return root
+
+
+@pytest.mark.parametrize("stage", list(FUNCTION_REQUIREMENTS))
+def test_handler_imports_only_what_its_package_ships(stage, tmp_path):
+    """Import the handler and its stage module (which handlers may import lazily) in a
+    fresh interpreter that sees the stdlib and the stand-in package only."""
+    if not (ROOT / "lambdas" / f"{stage}.py").is_file():
+        pytest.skip(f"lambdas/{stage}.py not written yet")
+    package = stand_in_package(tmp_path / stage, FUNCTION_REQUIREMENTS[stage])
+    modules = [f"lambdas.{stage}"]
+    if (ROOT / "totes" / f"{stage}.py").is_file():
+        modules.append(f"totes.{stage}")
+    code = f"import sys; sys.path[:0] = [{str(package)!r}]\n" + "".join(
+        f"import {module}\n" for module in modules
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],  # -S: no site-packages
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
