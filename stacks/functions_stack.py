@@ -28,16 +28,17 @@ from stacks import names
 from stacks.config import DeployConfig
 from stacks.lambda_packaging import ARCHITECTURE, PYTHON_VERSION
 from stacks.nag_acknowledgments import Reason, acknowledge, acknowledge_wildcards
+from totes import observability
+from totes.lake import LOADED  # the load stage's "batch is in" hints: _loaded/
 
 RUNTIME = getattr(lambda_.Runtime, "PYTHON_" + PYTHON_VERSION.replace(".", "_"))
 LAMBDA_ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}[
     ARCHITECTURE
 ]
-LOADED_PREFIX = "_loaded/"  # totes.lake.LOADED: the load stage's "batch is in" hints
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "totes",
-    "POWERTOOLS_METRICS_NAMESPACE": "TerrificTotes",
+    "POWERTOOLS_METRICS_NAMESPACE": observability.NAMESPACE,
     "LOG_LEVEL": "INFO",
 }
 
@@ -133,7 +134,7 @@ class FunctionsStack(Stack):
                 (_objects(["s3:GetObject", "s3:PutObject"], ingestion), Reason.OBJECT_WILDCARD),
                 (_list(ingestion), None),
                 # Only to see which batches are loaded already; nothing else of that lake.
-                (_list(processed, prefix=LOADED_PREFIX), None),
+                (_list(processed, prefix=LOADED), None),
                 (_read_secret(self.source_secret), None),
             ],
             "transform": [
@@ -146,7 +147,7 @@ class FunctionsStack(Stack):
                 (_objects(["s3:GetObject"], processed), Reason.OBJECT_WILDCARD),
                 (_list(processed), None),
                 (
-                    _objects(["s3:PutObject"], processed, prefix=LOADED_PREFIX),
+                    _objects(["s3:PutObject"], processed, prefix=LOADED),
                     Reason.OBJECT_WILDCARD,
                 ),
                 (_read_secret(self.warehouse_secret), None),

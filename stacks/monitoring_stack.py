@@ -16,10 +16,12 @@ from constructs import Construct
 
 from stacks import names
 from stacks.config import DeployConfig
+from totes import observability
 
-METRICS_NAMESPACE = "TerrificTotes"  # POWERTOOLS_METRICS_NAMESPACE of every function
-ROW_METRICS = ("RowsExtracted", "RowsTransformed", "RowsLoaded")  # dimension: table
-DURATION_METRIC = "RunDurationSeconds"  # one per stage
+# The handlers' own metric names (totes.observability publishes them), read from there.
+METRICS_NAMESPACE = observability.NAMESPACE
+ROW_METRICS = tuple(observability.ROW_METRICS.values())  # dimension: table
+DURATION_METRIC = "RunDurationSeconds"  # dimension: stage (a literal in observability too)
 ALARM_PERIOD = Duration.minutes(5)
 
 

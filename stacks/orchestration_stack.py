@@ -102,7 +102,9 @@ class OrchestrationStack(Stack):
                 include_execution_data=True,
             ),
             tracing_enabled=True,
-            removal_policy=removal,
+            # Always deleted with the stack: it holds no data (its logs are retained in the
+            # log group), and a retained copy would block a redeploy under the same name.
+            removal_policy=RemovalPolicy.DESTROY,
         )
         role = self.state_machine.role
         # Unqualified ARNs only: the definition invokes $LATEST by ARN, never a version.

@@ -4,6 +4,11 @@ Every bucket: public access blocked, TLS enforced, S3-managed encryption, owners
 enforced (no ACLs). The lakes are versioned so that nothing is ever lost even though the
 pipeline never overwrites or deletes an object (every key carries its batch id); noncurrent
 versions can only come from a human, and they expire after 90 days.
+
+Encryption is SSE-S3, not SSE-KMS: the access-log bucket must be SSE-S3 (S3 cannot deliver
+server access logs to a KMS-encrypted bucket), and for the lakes a customer-managed key
+would add per-request KMS cost and a key policy to maintain without protecting against
+anyone the bucket policies and IAM do not already stop (no cross-account readers).
 """
 
 from __future__ import annotations
