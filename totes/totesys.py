@@ -19,7 +19,14 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from totes.db import connect
-from totes.source_schema import SOURCE_TABLE_NAMES, SOURCE_TABLES, source_table, totesys_ddl
+from totes.source_schema import (
+    SOURCE_TABLE_NAMES,
+    foreign_key_ddl,
+    foreign_key_name,
+    foreign_keys,
+    source_table,
+    totesys_ddl,
+)
 
 CLOCK_SCHEMA = "simulator"
 CLOCK_TABLE = "clock"
@@ -199,9 +206,6 @@ def reset_sequences(cur: Cursor, tables: Iterable[str] = SOURCE_TABLE_NAMES) -> 
         )
 
 
-_ON_DELETE = {"RESTRICT", "SET NULL", "CASCADE", "NO ACTION"}
-
-
 @contextmanager
 def foreign_keys_deferred_to_the_end(cur: Cursor) -> Iterator[None]:
     """Drop ToteSys's foreign keys for a bulk load and re-add (re-validate) them after.
@@ -210,29 +214,16 @@ def foreign_keys_deferred_to_the_end(cur: Cursor) -> Iterator[None]:
     at the end is much faster. Use inside one transaction, so nobody sees ToteSys without
     its keys. The keys are rebuilt from source_schema, as totesys_ddl() creates them.
     """
-    keys = [(t, c) for t in SOURCE_TABLES for c in t.columns if c.references]
+    keys = foreign_keys()
     for table, column in keys:
         cur.execute(
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
-                sql.Identifier(table.name), sql.Identifier(f"{table.name}_{column.name}_fkey")
+                sql.Identifier(table.name), foreign_key_name(table, column)
             )
         )
     yield
     for table, column in keys:
-        if column.on_delete not in _ON_DELETE:
-            raise ValueError(f"unexpected ON DELETE action {column.on_delete!r}")
-        cur.execute(
-            sql.SQL(
-                "ALTER TABLE {t} ADD CONSTRAINT {c} FOREIGN KEY ({col}) REFERENCES {ref} ({pk})"
-                " ON UPDATE CASCADE ON DELETE " + column.on_delete
-            ).format(
-                t=sql.Identifier(table.name),
-                c=sql.Identifier(f"{table.name}_{column.name}_fkey"),
-                col=sql.Identifier(column.name),
-                ref=sql.Identifier(column.references),
-                pk=sql.Identifier(source_table(column.references).primary_key),
-            )
-        )
+        cur.execute(foreign_key_ddl(table, column))
 
 
 def max_ids(cur: Cursor, tables: Sequence[str]) -> dict[str, int]:

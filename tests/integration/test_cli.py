@@ -90,10 +90,18 @@ def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
     assert code == 0, err
     assert "Seeding ToteSys" in err
     assert "SUCCEEDED" in out and "fact_sales_order" in out
-    assert f"host={state_dir}" in out or str(state_dir) in out  # how to open the warehouse
+    assert f"host={state_dir}" in out  # how to open the warehouse
+    assert "ingestion/sales_order/" in out and "processed/fact_sales_order/" in out
 
     code, out, err = run_cli(capsys, "demo")
     assert code == 0, err
     assert "Seeding" not in err and "Letting the business move on" in err
     assert (state_dir / "lake" / "ingestion" / "_manifests").is_dir()
     assert os.listdir(state_dir / "lake" / "processed" / "_loaded")
+
+
+def test_the_summary_names_a_psql_that_exists(monkeypatch, tmp_path):
+    import totes.local
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no psql on the PATH: the bundled one
+    assert Path(totes.local.psql_command()).is_file()
