@@ -83,7 +83,10 @@ def execute(settings: RunSettings, *, fail_at: str | None = None) -> RunReport:
     """Run the pipeline once, the way the state machine does."""
     from totes.local_state_machine import execute_pipeline
 
-    return execute_pipeline(settings.environment(), fail_at=fail_at)
+    # An s3:// lake given on the command line is a real bucket: its requests go to S3,
+    # while the state machine, the functions and the alert topic run locally on moto.
+    aws_s3 = settings.lake.startswith("s3://")
+    return execute_pipeline(settings.environment(), fail_at=fail_at, aws_s3=aws_s3)
 
 
 def read_only_source_dsn(server: EmbeddedPostgres, dsn: str) -> str:

@@ -13,8 +13,9 @@ exception becomes what the Lambda runtime would return (the ``x-amz-function-err
 header and ``{"errorMessage", "errorType"}``), so ``ErrorEquals`` matches our exception
 class names exactly as on AWS (e.g. ``DatabaseUnavailableError`` is retried).
 
-Everything AWS here is moto's, in memory, for the life of one call: in particular an
-``s3://`` lake in a local run means moto's S3 (gone when the run ends), never a real bucket.
+Step Functions, Lambda and SNS here are moto's, in memory, for the life of one call. The
+lake is a folder, or, with ``aws_s3=True`` (what ``totes run --lake s3://...`` asks for),
+real S3 buckets: moto passes S3 requests through to AWS with the caller's credentials.
 """
 
 from __future__ import annotations
@@ -227,17 +228,31 @@ def _execution_name() -> str:
     return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
+def _moto_config(aws_s3: bool) -> Any:
+    if not aws_s3:
+        return _MOTO_CONFIG
+    from moto.core.config import default_user_config
+
+    # S3 requests pass through to the real S3 (the user's credentials and endpoint);
+    # Step Functions, Lambda and SNS stay in moto.
+    core = dict(default_user_config.get("core", {}))
+    core |= {"passthrough": {"urls": [], "services": ["s3"]}, "mock_credentials": False}
+    return _MOTO_CONFIG | {"core": core}
+
+
 def execute_pipeline(
     environment: dict[str, str],
     *,
     fail_at: str | None = None,
     retry_interval_seconds: int = 1,
     definition_path: Path = DEFINITION_PATH,
+    aws_s3: bool = False,
 ) -> RunReport:
     """Run the pipeline once on moto's Step Functions engine; return what happened.
 
     ``environment`` is what the Lambda handlers read (LAKE, SOURCE_DSN, WAREHOUSE_DSN);
     ``fail_at`` injects a failure into one stage (TOTES_FAIL_AT) to show the alert path.
+    ``aws_s3``: an s3:// lake is the real S3 (the caller's AWS credentials), not moto's.
     """
     if fail_at is not None and fail_at not in STAGES:
         raise ValueError(f"fail_at must be one of {STAGES}, got {fail_at!r}")
@@ -252,13 +267,13 @@ def execute_pipeline(
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     with (
-        _environment(_fake_credentials()),
-        mock_aws(config=_MOTO_CONFIG),
+        _environment({} if aws_s3 else _fake_credentials()),
+        mock_aws(config=_moto_config(aws_s3)),
         mock.patch.object(LambdaSimpleBackend, "invoke", _make_invoke(handler_environment)),
         _quiet_stage_logs(log_level),
         _quiet_moto(),
     ):
-        return _run_once(definition_template, retry_interval_seconds, environment)
+        return _run_once(definition_template, retry_interval_seconds, environment, aws_s3)
 
 
 def _lake_buckets(environment: Mapping[str, str]) -> list[str]:
@@ -296,11 +311,15 @@ def _check_lake_buckets(environment: Mapping[str, str]) -> None:
 
 
 def _run_once(
-    definition_template: str, retry_interval_seconds: int, environment: Mapping[str, str]
+    definition_template: str,
+    retry_interval_seconds: int,
+    environment: Mapping[str, str],
+    aws_s3: bool,
 ) -> RunReport:
     import boto3
 
-    _check_lake_buckets(environment)
+    if not aws_s3:
+        _check_lake_buckets(environment)
     iam = boto3.client("iam", region_name=REGION)
     lam = boto3.client("lambda", region_name=REGION)
     sns = boto3.client("sns", region_name=REGION)

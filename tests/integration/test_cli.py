@@ -105,3 +105,58 @@ def test_the_summary_names_a_psql_that_exists(monkeypatch, tmp_path):
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no psql on the PATH: the bundled one
     assert Path(totes.local.psql_command()).is_file()
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """An S3 endpoint in another process (moto's server), standing in for real S3."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "real-looking-key",
+        "AWS_SECRET_ACCESS_KEY": "real-looking-secret",
+        "AWS_DEFAULT_REGION": "eu-west-2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3")
+    for _ in range(100):
+        try:
+            s3.list_buckets()
+            break
+        except Exception:
+            time.sleep(0.1)
+    yield s3
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_run_with_an_s3_lake_uses_the_real_bucket(capsys, s3_endpoint, totesys_dsn, warehouse_dsn):
+    s3_endpoint.create_bucket(
+        Bucket="totes-lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+    )
+    args = ["run", "--source-dsn", totesys_dsn, "--warehouse-dsn", warehouse_dsn]
+    code, out, err = run_cli(capsys, *args, "--lake", "s3://totes-lake/team", "--json")
+
+    assert code == 0, err
+    report = json.loads(out)
+    keys = [o["Key"] for o in s3_endpoint.list_objects_v2(Bucket="totes-lake")["Contents"]]
+    batch_id = report["extract"]["batch_id"]
+    assert f"team/ingestion/_manifests/{batch_id}.json" in keys
+    assert any(k.startswith("team/processed/fact_sales_order/") for k in keys)
+    assert f"team/processed/_loaded/{batch_id}.json" in keys
+    assert report["load"]["rows"]["fact_payment"] == report["extract"]["tables"]["payment"]
