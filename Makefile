@@ -33,7 +33,7 @@ dev-setup: requirements ## Everything a developer needs (same as requirements, p
 run: requirements ## Start the embedded PostgreSQL, seed ToteSys the first time, run the pipeline
 	$(BIN)/totes demo
 
-test: requirements ## Run every test (unit, integration, CDK)
+test: requirements layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
 	$(BIN)/pytest -q
 
 test-unit: requirements ## Fast tier: no database, no CDK
@@ -42,7 +42,7 @@ test-unit: requirements ## Fast tier: no database, no CDK
 test-integration: requirements ## Embedded PostgreSQL, moto, the real state machine
 	$(BIN)/pytest -q tests/integration
 
-test-cdk: requirements ## Synthesise the CDK app and assert on the templates
+test-cdk: requirements layer-setup ## Synthesise the CDK app and assert on the templates
 	$(BIN)/pytest -q tests/cdk
 
 lint: requirements ## ruff lint and format check
@@ -59,7 +59,7 @@ security: requirements ## Security lint (ruff's bandit rules, S)
 audit: requirements ## Known vulnerabilities in the installed dependencies
 	$(BIN)/pip-audit --skip-editable --progress-spinner off
 
-coverage: requirements ## Tests with a coverage report; fails under 90%
+coverage: requirements layer-setup ## Tests with a coverage report; fails under 90%
 	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=90
 
 run-checks: lint security audit coverage ## Lint, security lint, dependency audit, tests with coverage
