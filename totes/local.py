@@ -11,11 +11,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from psycopg2 import sql
-
 from totes.embedded_postgres import EmbeddedPostgres, local_server, state_dir
 from totes.lake import Lake
 from totes.source_schema import SOURCE_TABLE_NAMES
+from totes.totesys import read_only_dsn
 from totes.warehouse_schema import WAREHOUSE_TABLE_NAMES
 
 SOURCE_DATABASE = "totesys"
@@ -89,28 +88,6 @@ def execute(settings: RunSettings, *, fail_at: str | None = None) -> RunReport:
     return execute_pipeline(settings.environment(), fail_at=fail_at, aws_s3=aws_s3)
 
 
-def read_only_source_dsn(server: EmbeddedPostgres, dsn: str) -> str:
-    """A DSN for a role that can only SELECT on ToteSys: the pipeline never writes there."""
-    import psycopg2
-
-    conn = psycopg2.connect(dsn)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,))
-            if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(READER_ROLE)))
-            cur.execute(
-                sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    sql.SQL(", ").join(sql.Identifier(t) for t in SOURCE_TABLE_NAMES),
-                    sql.Identifier(READER_ROLE),
-                )
-            )
-    finally:
-        conn.close()
-    return server.dsn(SOURCE_DATABASE).replace("postgres:@", f"{READER_ROLE}:@", 1)
-
-
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -120,7 +97,6 @@ def demo(*, fail_at: str | None = None) -> int:
     from totes import seed, simulate
 
     _say(f"Starting the embedded PostgreSQL (data in {state_dir() / 'postgres'}) ...")
-    server = _local_server()
     source = source_dsn()
     if not seed.is_seeded(source):
         _say("Seeding ToteSys with two years of history (first run only) ...")
@@ -132,7 +108,7 @@ def demo(*, fail_at: str | None = None) -> int:
         summary = simulate.simulate(source, minutes=minutes)
         _say(summary.describe())
     settings = RunSettings(
-        source_dsn=read_only_source_dsn(server, source),
+        source_dsn=read_only_dsn(source, READER_ROLE),
         warehouse_dsn=warehouse_dsn(),
         lake=str(lake_path()),
     )

@@ -71,6 +71,27 @@ def _existing_tables(cur: Cursor) -> set[str]:
     return {row[0] for row in cur.fetchall()}
 
 
+def read_only_dsn(dsn: str, role: str) -> str:
+    """Make ``role`` a login that can only SELECT on the 11 tables; return ``dsn`` as it.
+
+    The pipeline needs no more on ToteSys, so that is what it is given to run under.
+    """
+    from psycopg2.extensions import make_dsn
+
+    with connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        cur.execute(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in SOURCE_TABLE_NAMES),
+                sql.Identifier(role),
+            )
+        )
+        conn.commit()
+    return make_dsn(dsn, user=role)
+
+
 def create_totesys(dsn: str) -> bool:
     """Create the ToteSys schema (from source_schema.totesys_ddl()) and the simulator's clock
     if missing; True if it created it. Idempotent."""

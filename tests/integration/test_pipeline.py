@@ -16,6 +16,7 @@ from totes.lake import Lake
 from totes.object_store import S3Store
 from totes.source_schema import SOURCE_TABLE_NAMES
 from totes.stages import run_extract, run_load, run_transform
+from totes.totesys import read_only_dsn
 
 
 def run_pipeline(lake: Lake, source_dsn: str, warehouse_dsn: str) -> dict:
@@ -69,21 +70,7 @@ def lake(request) -> Lake:
 @pytest.fixture
 def reader_dsn(totesys_dsn: str) -> str:
     """A role that can only SELECT on the 11 ToteSys tables: the pipeline must need no more."""
-    role = "t_reader"
-    conn = psycopg2.connect(totesys_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-        if cur.fetchone() is None:
-            cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        cur.execute(
-            sql.SQL("GRANT SELECT ON {} TO {}").format(
-                sql.SQL(", ").join(sql.Identifier(t) for t in SOURCE_TABLE_NAMES),
-                sql.Identifier(role),
-            )
-        )
-    conn.close()
-    return totesys_dsn.replace("postgres:@", f"{role}:@", 1)
+    return read_only_dsn(totesys_dsn, "t_reader")
 
 
 def fact_versions(dsn: str, table: str, key: str, id_: int) -> list[tuple]:
@@ -271,3 +258,9 @@ def test_a_failed_load_is_picked_up_by_the_next_run(
     assert second["extract"]["batch_id"] is None
     assert second["load"]["loaded_batch_ids"] == extracted["pending_batch_ids"]
     assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_the_pipeline_role_can_read_but_not_write_totesys(reader_dsn):
+    assert rows(reader_dsn, "SELECT count(*) FROM currency") == {(3,)}
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        execute(reader_dsn, "UPDATE currency SET currency_code = 'XXX'")
