@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import psycopg2
+from psycopg2 import sql
 
 from totes.embedded_postgres import EmbeddedPostgres
 from totes.seed import seed_totesys
@@ -28,7 +29,8 @@ def _read_db(dsn: str) -> dict[str, pl.DataFrame]:
     frames = {}
     with psycopg2.connect(dsn) as conn:
         for table in SOURCE_TABLE_NAMES:
-            frames[table] = pl.read_database(f'SELECT * FROM "{table}"', conn)
+            query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)).as_string(conn)
+            frames[table] = pl.read_database(query, conn)
     return {t: f.with_columns(pl.col(pl.Decimal).cast(pl.Float64)) for t, f in frames.items()}
 
 
