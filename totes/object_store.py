@@ -7,6 +7,7 @@ keeps the lake immutable even when two runs race to write the same key.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -41,8 +42,11 @@ class LocalStore:
     def put_new(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        # A private temporary name: concurrent writers (processes or threads) never share one.
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         try:
             # link() fails if the target exists: an atomic, never-overwriting publish.
             os.link(tmp, path)

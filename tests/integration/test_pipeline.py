@@ -264,3 +264,43 @@ def test_the_pipeline_role_can_read_but_not_write_totesys(reader_dsn):
     assert rows(reader_dsn, "SELECT count(*) FROM currency") == {(3,)}
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         execute(reader_dsn, "UPDATE currency SET currency_code = 'XXX'")
+
+
+def test_overlapping_runs_deliver_everything_exactly_once(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    import threading
+
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    execute(
+        totesys_dsn,
+        "UPDATE payment SET paid = true, last_updated = %s WHERE payment_id IN"
+        " (SELECT payment_id FROM payment WHERE NOT paid ORDER BY payment_id LIMIT 3)",
+        (source_now(totesys_dsn),),
+    )
+    errors: list[BaseException] = []
+
+    def one_run() -> None:
+        try:
+            run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    duplicates = rows(
+        warehouse_dsn,
+        "SELECT payment_id FROM fact_payment GROUP BY payment_id, last_updated_date,"
+        " last_updated_time, paid HAVING count(*) > 1",
+    )
+    assert duplicates == set()
+    (versions,) = rows(
+        warehouse_dsn, "SELECT count(*) - count(DISTINCT payment_id) FROM fact_payment"
+    )
+    assert versions == (3,)  # exactly the three paid flips became second versions

@@ -83,3 +83,22 @@ def test_manifest_round_trips_and_pending_batches_follow_the_markers(tmp_path):
     assert lake.latest_ingestion_manifest().rows == 2
     lake.processed.put_new(loaded_key(ids[0]), b"{}")
     assert lake.pending_batches() == ids[1:]
+
+
+def test_local_store_concurrent_writers_of_one_key_leave_one_intact_file(tmp_path):
+    import threading
+
+    store = LocalStore(tmp_path)
+    results: list[bool] = []
+    payloads = [bytes([i]) * 100_000 for i in range(8)]
+    threads = [
+        threading.Thread(target=lambda p=p: results.append(store.put_new("k/x.parquet", p)))
+        for p in payloads
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert store.get("k/x.parquet") in payloads
+    assert store.list() == ["k/x.parquet"]  # no temporary files left behind
