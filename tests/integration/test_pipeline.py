@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import boto3
 import psycopg2
@@ -304,3 +304,42 @@ def test_overlapping_runs_deliver_everything_exactly_once(
         warehouse_dsn, "SELECT count(*) - count(DISTINCT payment_id) FROM fact_payment"
     )
     assert versions == (3,)  # exactly the three paid flips became second versions
+
+
+def test_after_the_business_moves_on_exactly_the_new_versions_are_appended(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    from totes.simulate import simulate
+
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    before = {
+        t: rows(warehouse_dsn, f"SELECT count(*) FROM {t}").pop()[0]
+        for t in ("fact_sales_order", "fact_payment")
+    }
+    (watermark,) = rows(totesys_dsn, "SELECT max(last_updated) FROM payment")
+    # Two weeks of business (the small ToteSys has a few orders a day): orders, the 07:55
+    # paid job, silent edits.
+    summary = simulate(totesys_dsn, until=datetime(2024, 11, 29, 19, 0))
+    assert summary.paid_flips > 0 and summary.inserted["sales_order"] > 0
+
+    second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+
+    since = f"'{watermark[0]}'::timestamp"
+    changed = {
+        fact: rows(
+            totesys_dsn, f"SELECT count(*) FROM {source} WHERE last_updated > {since}"
+        ).pop()[0]
+        for fact, source in (("fact_sales_order", "sales_order"), ("fact_payment", "payment"))
+    }
+    for table in before:
+        after = rows(warehouse_dsn, f"SELECT count(*) FROM {table}").pop()[0]
+        assert after == before[table] + changed[table]
+    assert changed["fact_payment"] == summary.inserted["payment"] + summary.paid_flips
+    paid = rows(
+        warehouse_dsn,
+        "SELECT payment_id FROM fact_payment GROUP BY payment_id HAVING count(*) = 2"
+        " AND bool_or(paid) AND NOT bool_and(paid)",
+    )
+    assert len(paid) == summary.paid_flips  # each paid payment: an unpaid and a paid version
+    assert second["load"]["rows"]["fact_sales_order"] == summary.inserted["sales_order"]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
