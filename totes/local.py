@@ -85,7 +85,7 @@ def execute(settings: RunSettings, *, fail_at: str | None = None) -> RunReport:
     # An s3:// lake given on the command line is a real bucket: its requests go to S3,
     # while the state machine, the functions and the alert topic run locally on moto.
     aws_s3 = settings.lake.startswith("s3://")
-    return execute_pipeline(settings.environment(), fail_at=fail_at, aws_s3=aws_s3)
+    return execute_pipeline(settings.environment(), fail_at=fail_at, aws_s3=aws_s3, progress=_say)
 
 
 def _say(message: str) -> None:

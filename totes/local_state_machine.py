@@ -164,7 +164,16 @@ def _stage_of(function_name: str) -> str:
     raise LocalExecutionError(f"no local handler for Lambda function {function_name!r}")
 
 
-def _make_invoke(handler_environment: Mapping[str, str]) -> Callable[..., bytes]:
+def _describe(stage: str, result: Any) -> str:
+    rows = result.get("rows") if isinstance(result, dict) else None
+    if isinstance(rows, dict):
+        rows = sum(rows.values())
+    return f"{rows:,} rows" if isinstance(rows, int) else "done"
+
+
+def _make_invoke(
+    handler_environment: Mapping[str, str], progress: Callable[[str], None]
+) -> Callable[..., bytes]:
     lock = threading.Lock()
 
     def invoke(
@@ -185,9 +194,12 @@ def _make_invoke(handler_environment: Mapping[str, str]) -> Callable[..., bytes]
         )
         # One invocation at a time: os.environ is process-wide.
         with lock, _environment(handler_environment):
+            progress(f"  {stage} ...")
+            started = time.monotonic()
             try:
                 result = call_handler(stage, event, context)
             except Exception as exc:
+                progress(f"  {stage} failed: {type(exc).__name__}: {exc}")
                 # What the Python runtime returns for an unhandled exception.
                 response_headers["x-amz-function-error"] = "Unhandled"
                 payload: Any = {
@@ -198,6 +210,8 @@ def _make_invoke(handler_environment: Mapping[str, str]) -> Callable[..., bytes]
                 }
             else:
                 payload = result
+                seconds = time.monotonic() - started
+                progress(f"  {stage}: {_describe(stage, result)} in {seconds:.1f} s")
         return json.dumps(payload, default=str).encode("utf-8")
 
     return invoke
@@ -247,12 +261,14 @@ def execute_pipeline(
     retry_interval_seconds: int = 1,
     definition_path: Path = DEFINITION_PATH,
     aws_s3: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> RunReport:
     """Run the pipeline once on moto's Step Functions engine; return what happened.
 
     ``environment`` is what the Lambda handlers read (LAKE, SOURCE_DSN, WAREHOUSE_DSN);
     ``fail_at`` injects a failure into one stage (TOTES_FAIL_AT) to show the alert path.
     ``aws_s3``: an s3:// lake is the real S3 (the caller's AWS credentials), not moto's.
+    ``progress`` is told when each stage starts and ends (retries show as a new start).
     """
     if fail_at is not None and fail_at not in STAGES:
         raise ValueError(f"fail_at must be one of {STAGES}, got {fail_at!r}")
@@ -269,7 +285,9 @@ def execute_pipeline(
     with (
         _environment({} if aws_s3 else _fake_credentials()),
         mock_aws(config=_moto_config(aws_s3)),
-        mock.patch.object(LambdaSimpleBackend, "invoke", _make_invoke(handler_environment)),
+        mock.patch.object(
+            LambdaSimpleBackend, "invoke", _make_invoke(handler_environment, progress)
+        ),
         _quiet_stage_logs(log_level),
         _quiet_moto(),
     ):

@@ -89,6 +89,7 @@ def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
     code, out, err = run_cli(capsys, "demo")
     assert code == 0, err
     assert "Seeding ToteSys" in err
+    assert "  extract: " in err and "  load: " in err  # progress, stage by stage
     assert "SUCCEEDED" in out and "fact_sales_order" in out
     assert f"host={state_dir}" in out  # how to open the warehouse
     assert "ingestion/sales_order/" in out and "processed/fact_sales_order/" in out
