@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,19 +28,33 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def new_database(pg_server: EmbeddedPostgres) -> Iterator[callable]:
-    """A factory of empty databases, each dropped after the test."""
+@contextmanager
+def _databases(server: EmbeddedPostgres) -> Iterator[Callable[[str], str]]:
+    """A factory of empty databases, each dropped on exit."""
     created: list[str] = []
 
     def make(label: str = "db") -> str:
         name = f"t_{label}_{next(_counter)}"
         created.append(name)
-        return pg_server.ensure_database(name)
+        return server.ensure_database(name)
 
     yield make
     for name in created:
-        pg_server.drop_database(name)
+        server.drop_database(name)
+
+
+@pytest.fixture
+def new_database(pg_server: EmbeddedPostgres) -> Iterator[Callable[[str], str]]:
+    """Empty databases for one test: ``new_database(label)`` returns a DSN."""
+    with _databases(pg_server) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_server: EmbeddedPostgres) -> Iterator[Callable[[str], str]]:
+    """Empty databases that live for a whole module (when seeding once is what costs)."""
+    with _databases(pg_server) as make:
+        yield make
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from datetime import datetime
 
 import psycopg2
@@ -15,27 +13,11 @@ from totes.source_schema import SOURCE_TABLE_NAMES
 from totes.totesys import create_totesys, table_counts
 
 pytestmark = pytest.mark.integration
-_names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def module_db(pg_server) -> Iterator[callable]:
-    """Databases that live for the whole module (seeding once is the expensive part)."""
-    created: list[str] = []
-
-    def make(label: str) -> str:
-        name = f"t_seed_{label}_{next(_names)}"
-        created.append(name)
-        return pg_server.ensure_database(name)
-
-    yield make
-    for name in created:
-        pg_server.drop_database(name)
-
-
-@pytest.fixture(scope="module")
-def seeded(module_db) -> str:
-    dsn = module_db("full")
+def seeded(module_database) -> str:
+    dsn = module_database("full")
     seed_totesys(dsn, seed=42)
     return dsn
 
@@ -257,8 +239,8 @@ def test_seeding_twice_refuses(seeded):
         seed_totesys(seeded)
 
 
-def test_create_is_idempotent_and_an_empty_totesys_is_not_seeded(module_db):
-    dsn = module_db("empty")
+def test_create_is_idempotent_and_an_empty_totesys_is_not_seeded(module_database):
+    dsn = module_database("empty")
     assert not is_seeded(dsn)
     assert create_totesys(dsn) is True
     assert create_totesys(dsn) is False
@@ -271,8 +253,8 @@ def _dump(dsn: str) -> dict[str, list[tuple]]:
     return {t: query(dsn, f"SELECT * FROM {t} ORDER BY 1") for t in SOURCE_TABLE_NAMES}
 
 
-def test_same_seed_same_data_and_scale_shrinks_the_order_tables(module_db):
-    first, second, other = module_db("a"), module_db("b"), module_db("c")
+def test_same_seed_same_data_and_scale_shrinks_the_order_tables(module_database):
+    first, second, other = module_database("a"), module_database("b"), module_database("c")
     for dsn, seed in ((first, 5), (second, 5), (other, 6)):
         seed_totesys(dsn, seed=seed, scale=0.1)
     assert _dump(first) == _dump(second)

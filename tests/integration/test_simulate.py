@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +19,6 @@ from totes.source_schema import SOURCE_TABLE_NAMES
 from totes.totesys import ToteSysStateError, create_totesys
 
 pytestmark = pytest.mark.integration
-_names = itertools.count()
 START = datetime(2024, 11, 15, 9, 0)
 DAYS = 30
 WEEKDAYS = 21  # weekdays touched between 2024-11-15 09:00 and 2024-12-15 09:00
@@ -40,20 +37,6 @@ def query(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
 
 def one(dsn: str, statement: str, params: tuple = ()):
     return query(dsn, statement, params)[0][0]
-
-
-@pytest.fixture(scope="module")
-def module_db(pg_server) -> Iterator[callable]:
-    created: list[str] = []
-
-    def make(label: str) -> str:
-        name = f"t_sim_{label}_{next(_names)}"
-        created.append(name)
-        return pg_server.ensure_database(name)
-
-    yield make
-    for name in created:
-        pg_server.drop_database(name)
 
 
 @dataclass
@@ -77,8 +60,8 @@ def _snapshot(dsn: str) -> dict[str, dict[int, tuple]]:
 
 
 @pytest.fixture(scope="module")
-def month(module_db) -> Month:
-    dsn = module_db("month")
+def month(module_database) -> Month:
+    dsn = module_database("month")
     seed_totesys(dsn, seed=42)
     before = _snapshot(dsn)
     tables = ("sales_order", "purchase_order", "payment", "design")
@@ -183,8 +166,8 @@ def test_consecutive_runs_continue_where_the_last_stopped(month):
         simulate(month.dsn)
 
 
-def test_simulating_needs_a_seeded_totesys(module_db):
-    dsn = module_db("unseeded")
+def test_simulating_needs_a_seeded_totesys(module_database):
+    dsn = module_database("unseeded")
     create_totesys(dsn)
     with pytest.raises(ToteSysStateError, match="seed"):
         simulate(dsn, minutes=10)
@@ -194,8 +177,8 @@ def _dump(dsn: str) -> dict[str, list[tuple]]:
     return {t: query(dsn, f"SELECT * FROM {t} ORDER BY 1") for t in SOURCE_TABLE_NAMES}
 
 
-def test_seed_then_simulate_equals_seeding_further_however_the_time_is_cut(module_db):
-    stepwise, direct = module_db("stepwise"), module_db("direct")
+def test_seed_then_simulate_equals_seeding_further_however_the_time_is_cut(module_database):
+    stepwise, direct = module_database("stepwise"), module_database("direct")
     end = datetime(2023, 3, 22, 12, 0)
     seed_totesys(stepwise, seed=9, scale=0.3, now=datetime(2023, 3, 1, 10, 30))
     simulate(stepwise, minutes=3 * 24 * 60 + 17)
