@@ -174,14 +174,15 @@ def _files_of_run(report: RunReport, lake_uri: str) -> list[str]:
 
 def format_summary(report: RunReport, settings: RunSettings) -> str:
     """The readable end-of-run summary."""
-    lines = [f"Pipeline run {report.execution_name}: {report.status}", ""]
+    lines = [f"Pipeline run {report.execution_name}: {report.status}"]
     extract = report.extract or {}
-    if extract:
-        batch = extract.get("batch_id") or "none (nothing changed)"
-        lines += [f"Batch: {batch}", ""]
+    if extract.get("batch_id"):
+        lines += ["", f"Batch: {extract['batch_id']}", ""]
         lines += _table_lines("Rows extracted from ToteSys", SOURCE_TABLE_NAMES, extract["tables"])
-        lines.append("")
+    elif extract:
+        lines += ["", "Nothing changed in ToteSys since the last run."]
     if report.load:
+        lines.append("")
         lines += _table_lines(
             "Rows written to the warehouse (new fact versions, changed dimension rows)",
             WAREHOUSE_TABLE_NAMES,
