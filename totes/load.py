@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -25,10 +27,16 @@ from totes.warehouse_schema import (
     BATCH_TABLE,
     WAREHOUSE_TABLES,
     WarehouseTable,
+    foreign_key_clause,
+    foreign_key_name,
     warehouse_ddl,
 )
 
 LOAD_LOCK_ID = 7_146_203_952
+# Above this many rows, a fact table's foreign keys are checked once, in bulk, instead of
+# row by row (each row check is a lookup and a lock on the dimension row: millions of them
+# make an initial load or a replay several times slower).
+BULK_CHECK_ROWS = 100_000
 
 
 class LoadError(Exception):
@@ -116,6 +124,25 @@ def _merge_dimension(cur, table: WarehouseTable, staging: sql.Identifier, batch_
     return cur.rowcount
 
 
+@contextmanager
+def _foreign_keys_checked_in_bulk(cur, table: WarehouseTable) -> Iterator[None]:
+    """Drop the table's foreign keys, then add them back, which checks every row at once.
+
+    Inside the load's transaction: nobody sees the table without its keys, and a row that
+    breaks one fails the whole batch (ForeignKeyViolation) as the row check would.
+    """
+    target = sql.Identifier(table.name)
+    for col in table.foreign_keys:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                target, foreign_key_name(table, col)
+            )
+        )
+    yield
+    for col in table.foreign_keys:
+        cur.execute(sql.SQL("ALTER TABLE {} ADD {}").format(target, foreign_key_clause(table, col)))
+
+
 def _append_facts(cur, table: WarehouseTable, staging: sql.Identifier, batch_id: str) -> int:
     names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(
@@ -154,10 +181,17 @@ def load_batch(conn: Connection, lake: Lake, batch_id: str) -> dict[str, int] | 
             frame = _read_parquet(lake, output.key, table)
             try:
                 staging = _stage(cur, table, frame)
-                merge = _merge_dimension if table.kind == "dimension" else _append_facts
-                written[table.name] = merge(cur, table, staging, batch_id)
+                if table.kind == "dimension":
+                    written[table.name] = _merge_dimension(cur, table, staging, batch_id)
+                elif frame.height > BULK_CHECK_ROWS:
+                    with _foreign_keys_checked_in_bulk(cur, table):
+                        written[table.name] = _append_facts(cur, table, staging, batch_id)
+                else:
+                    written[table.name] = _append_facts(cur, table, staging, batch_id)
             except psycopg2.Error as exc:
                 detail = (exc.diag.message_primary or str(exc)).strip()
+                if exc.diag.message_detail:
+                    detail += f" ({exc.diag.message_detail.strip()})"
                 raise LoadError(
                     f"batch {batch_id}, table {table.name} "
                     f"({lake.processed.location(output.key)}): {detail}"

@@ -253,6 +253,20 @@ def _column_ddl(col: Column) -> sql.Composable:
     return sql.SQL("{} {}{}").format(sql.Identifier(col.name), sql.SQL(col.pg_type), null)
 
 
+def foreign_key_name(table: WarehouseTable, col: Column) -> sql.Identifier:
+    return sql.Identifier(f"{table.name}_{col.name}_fkey")
+
+
+def foreign_key_clause(table: WarehouseTable, col: Column) -> sql.Composable:
+    """``CONSTRAINT <table>_<column>_fkey FOREIGN KEY (...) REFERENCES <dim> (<key>)``."""
+    return sql.SQL("CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
+        foreign_key_name(table, col),
+        sql.Identifier(col.name),
+        sql.Identifier(col.references),
+        sql.Identifier(warehouse_table(col.references).key),
+    )
+
+
 def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     """CREATE statements (idempotent) for one warehouse table, its keys and indexes."""
     name = sql.Identifier(table.name)
@@ -263,14 +277,7 @@ def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
         columns.insert(0, sql.SQL("{} serial PRIMARY KEY").format(sql.Identifier(table.record_id)))
         columns.append(sql.SQL("version_hash text NOT NULL"))
     columns.append(sql.SQL("batch_id text NOT NULL"))
-    for col in table.foreign_keys:
-        columns.append(
-            sql.SQL("FOREIGN KEY ({}) REFERENCES {} ({})").format(
-                sql.Identifier(col.name),
-                sql.Identifier(col.references),
-                sql.Identifier(warehouse_table(col.references).key),
-            )
-        )
+    columns.extend(foreign_key_clause(table, col) for col in table.foreign_keys)
     statements: list[sql.Composable] = [
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(name, sql.SQL(", ").join(columns))
     ]
