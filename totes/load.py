@@ -7,6 +7,9 @@
   adds nothing, whatever the order batches arrive in.
 - The batch is recorded in ``etl_loaded_batch`` in the same transaction: a batch already
   there is skipped. An advisory lock serialises concurrent loads.
+- A large batch (an initial load, a replay) checks a fact table's foreign keys once, in
+  bulk, by dropping and re-adding them in its transaction. That locks the fact table until
+  the batch commits, so readers of that table wait for it; small batches never do this.
 """
 
 from __future__ import annotations
