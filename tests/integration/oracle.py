@@ -5,7 +5,7 @@ Deliberately not derived from the transform: if the two disagree, one of them is
 
 from __future__ import annotations
 
-import psycopg2
+from tests.integration.sql import query
 
 CURRENT_STATE_FROM_SOURCE = {
     "dim_staff": """SELECT s.staff_id, s.first_name, s.last_name, d.department_name, d.location,
@@ -103,21 +103,15 @@ DATES_IN_WAREHOUSE = """SELECT date_id, year, month, day, day_of_week, day_name,
                                quarter FROM dim_date"""
 
 
-def rows(dsn: str, query: str) -> set[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return set(cur.fetchall())
-    finally:
-        conn.close()
+def rows(dsn: str, statement: str) -> set[tuple]:
+    return set(query(dsn, statement))
 
 
 def differences(source_dsn: str, warehouse_dsn: str) -> dict[str, tuple[set, set]]:
     """Per table, (rows missing from the warehouse, rows the warehouse should not have)."""
     found = {}
-    for table, query in CURRENT_STATE_FROM_SOURCE.items():
-        expected = rows(source_dsn, query)
+    for table, statement in CURRENT_STATE_FROM_SOURCE.items():
+        expected = rows(source_dsn, statement)
         actual = rows(warehouse_dsn, CURRENT_STATE_IN_WAREHOUSE[table])
         if expected != actual:
             found[table] = (expected - actual, actual - expected)

@@ -6,22 +6,13 @@ import csv
 import io
 import threading
 
-import psycopg2
 import pytest
 
+from tests.integration.sql import execute
 from totes.db import connect
 from totes.extract import SchemaDriftError, check_source_schema, extract_batch
 from totes.lake import Lake
 from totes.source_schema import SOURCE_TABLE_NAMES
-
-
-def execute(dsn: str, statement: str) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
 
 
 def extract(dsn: str, lake: Lake):

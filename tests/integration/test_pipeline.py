@@ -12,6 +12,7 @@ from moto import mock_aws
 from psycopg2 import sql
 
 from tests.integration.oracle import differences, rows
+from tests.integration.sql import execute, query
 from totes.lake import Lake
 from totes.object_store import S3Store
 from totes.source_schema import SOURCE_TABLE_NAMES
@@ -26,15 +27,6 @@ def run_pipeline(lake: Lake, source_dsn: str, warehouse_dsn: str) -> dict:
         result["transform"] = run_transform(lake, extracted["pending_batch_ids"])
         result["load"] = run_load(lake, warehouse_dsn, result["transform"]["batch_ids"])
     return result
-
-
-def execute(dsn: str, statement: str, params: tuple = ()) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-    finally:
-        conn.close()
 
 
 def source_now(dsn: str) -> str:
@@ -74,16 +66,10 @@ def reader_dsn(totesys_dsn: str) -> str:
 
 
 def fact_versions(dsn: str, table: str, key: str, id_: int) -> list[tuple]:
-    query = sql.SQL("SELECT * FROM {} WHERE {} = %s").format(
+    statement = sql.SQL("SELECT * FROM {} WHERE {} = %s").format(
         sql.Identifier(table), sql.Identifier(key)
     )
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, (id_,))
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return query(dsn, statement, (id_,))
 
 
 def test_initial_run_makes_every_table_match_the_source(

@@ -7,6 +7,7 @@ from datetime import datetime
 import psycopg2
 import pytest
 
+from tests.integration.sql import one, query
 from totes.seed import AlreadySeededError, is_seeded, seed_totesys
 from totes.simulate import simulated_now
 from totes.source_schema import SOURCE_TABLE_NAMES
@@ -20,16 +21,6 @@ def seeded(module_database) -> str:
     dsn = module_database("full")
     seed_totesys(dsn, seed=42)
     return dsn
-
-
-def query(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(statement, params or None)
-        return cur.fetchall()
-
-
-def one(dsn: str, statement: str, params: tuple = ()):
-    return query(dsn, statement, params)[0][0]
 
 
 def test_counts_match_the_live_database_in_november_2024(seeded):

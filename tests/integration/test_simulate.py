@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import psycopg2
 import pytest
 
+from tests.integration.sql import one, query
 from totes.seed import seed_totesys
 from totes.simulate import (
     SimulationSummary,
@@ -27,16 +27,6 @@ EDITABLE = {
     "purchase_order": "staff_id, item_code, agreed_delivery_date, agreed_delivery_location_id",
     "design": "file_location",
 }
-
-
-def query(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(statement, params or None)
-        return cur.fetchall()
-
-
-def one(dsn: str, statement: str, params: tuple = ()):
-    return query(dsn, statement, params)[0][0]
 
 
 @dataclass
