@@ -63,23 +63,18 @@ class StorageStack(Stack):
                 abort_incomplete_multipart_upload_after=Duration.days(7),
             ),
         ]
-        self.ingestion_bucket = s3.Bucket(
-            self,
-            "IngestionBucket",
-            bucket_name=names.INGESTION_BUCKET,
-            versioned=True,
-            lifecycle_rules=lake_rules,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="ingestion/",
-            **common,
-        )
-        self.processed_bucket = s3.Bucket(
-            self,
-            "ProcessedBucket",
-            bucket_name=names.PROCESSED_BUCKET,
-            versioned=True,
-            lifecycle_rules=lake_rules,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="processed/",
-            **common,
-        )
+
+        def lake_bucket(construct_id: str, bucket_name: str, log_prefix: str) -> s3.Bucket:
+            return s3.Bucket(
+                self,
+                construct_id,
+                bucket_name=bucket_name,
+                versioned=True,
+                lifecycle_rules=lake_rules,
+                server_access_logs_bucket=self.access_logs_bucket,
+                server_access_logs_prefix=log_prefix,
+                **common,
+            )
+
+        self.ingestion_bucket = lake_bucket("IngestionBucket", names.INGESTION_BUCKET, "ingestion/")
+        self.processed_bucket = lake_bucket("ProcessedBucket", names.PROCESSED_BUCKET, "processed/")

@@ -25,18 +25,11 @@ from totes.embedded_postgres import EmbeddedPostgres
 from totes.seed import seed_totesys
 from totes.source_schema import SOURCE_TABLES
 
+# Each stage runs through its real Lambda handler, as the state machine would call it.
 _STAGE_CODE = """
-import json, os, sys
-from totes.lake import Lake
-from totes import stages
-lake = Lake.from_uri(os.environ["LAKE"])
-stage, ids = sys.argv[1], json.loads(sys.argv[2])
-if stage == "extract":
-    result = stages.run_extract(lake, os.environ["SOURCE_DSN"])
-elif stage == "transform":
-    result = stages.run_transform(lake, ids)
-else:
-    result = stages.run_load(lake, os.environ["WAREHOUSE_DSN"], ids)
+import importlib, json, sys
+stage, event = sys.argv[1], json.loads(sys.argv[2])
+result = importlib.import_module(f"lambdas.{stage}").handler(event, None)
 # VmHWM, not ru_maxrss: ru_maxrss starts from the parent's size at fork.
 peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status")
                 if line.startswith("VmHWM:"))
@@ -59,9 +52,10 @@ class Measurement:
 
 def _run_stage(stage: str, batch_ids: list[str], environment: dict[str, str]) -> tuple[dict, float]:
     """(result, peak MiB) of one stage run in a child process."""
+    event = {"batch_ids": batch_ids} if batch_ids else {}
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(  # noqa: S603 (our interpreter, our code, our batch ids)
-            [sys.executable, "-c", _STAGE_CODE, stage, json.dumps(batch_ids)],
+            [sys.executable, "-c", _STAGE_CODE, stage, json.dumps(event)],
             env=os.environ | environment,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -103,6 +97,7 @@ def bench(server: EmbeddedPostgres, scale: float, workdir: Path) -> list[Measure
         "WAREHOUSE_DSN": server.ensure_database(f"{label}_wh"),
         "LAKE": str(workdir / "lake"),
         "POWERTOOLS_METRICS_DISABLED": "true",
+        "LOG_LEVEL": "WARNING",
     }
     started = time.perf_counter()
     counts = seed_totesys(source, scale=scale)

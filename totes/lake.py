@@ -21,6 +21,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlparse
 
 from totes.object_store import LocalStore, ObjectStore, S3Store
@@ -151,8 +152,6 @@ class Lake:
             )
         if parsed.scheme not in ("", "file"):
             raise LakeError(f"lake {uri!r}: expected a folder path or an s3:// URI")
-        from pathlib import Path
-
         root = Path(parsed.path if parsed.scheme == "file" else uri)
         return cls(LocalStore(root / "ingestion"), LocalStore(root / "processed"))
 
