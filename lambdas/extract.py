@@ -1,8 +1,8 @@
 """Extract Lambda: ToteSys -> ingestion lake. Input ignored; output: batch id, counts, pending."""
 
-from totes.config import lake_from_env, source_dsn_from_env
-from totes.observability import stage_handler
-from totes.stages import run_extract
+from totes.pipeline.config import lake_from_env, source_dsn_from_env
+from totes.pipeline.extract import run_extract
+from totes.pipeline.observability import stage_handler
 
 
 @stage_handler("extract")

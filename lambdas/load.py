@@ -1,8 +1,9 @@
 """Load Lambda: processed Parquet -> warehouse. Input: {"batch_ids": [...]}."""
 
-from totes.config import lake_from_env, warehouse_dsn_from_env
-from totes.observability import stage_handler
-from totes.stages import batch_ids_from, run_load
+from totes.pipeline.config import lake_from_env, warehouse_dsn_from_env
+from totes.pipeline.events import batch_ids_from
+from totes.pipeline.load import run_load
+from totes.pipeline.observability import stage_handler
 
 
 @stage_handler("load")

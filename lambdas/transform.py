@@ -1,8 +1,9 @@
 """Transform Lambda: ingestion CSV -> processed Parquet. Input: {"batch_ids": [...]}."""
 
-from totes.config import lake_from_env
-from totes.observability import stage_handler
-from totes.stages import batch_ids_from, run_transform
+from totes.pipeline.config import lake_from_env
+from totes.pipeline.events import batch_ids_from
+from totes.pipeline.observability import stage_handler
+from totes.pipeline.transform import run_transform
 
 
 @stage_handler("transform")

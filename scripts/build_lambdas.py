@@ -11,8 +11,8 @@ The wheels are the Linux builds for the Lambda runtime and architecture the CDK 
 declares (``stacks/lambda_packaging.py``), pinned to the versions installed in the
 development environment when it has them, so what the tests ran is what ships. They are
 installed once per requirement set (a stamp next to the folder records the set); our own
-packages (``totes/``, ``lambdas/``) are copied afresh on every run, which takes well under
-a second.
+modules are copied afresh on every run: only those the handler imports (the simulator, the
+laptop runtime and moto never ship).
 
 Exits non-zero when a folder is over Lambda's unzipped limit (262,144,000 bytes), or when
 it contains a package that must not ship (boto3 is in the runtime; pyarrow is too big).
@@ -37,6 +37,7 @@ from stacks.lambda_packaging import (  # noqa: E402 (needs the repository on sys
     PIP_PLATFORMS,
     PYTHON_VERSION,
     SOURCE_PACKAGES,
+    function_sources,
 )
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
@@ -89,16 +90,15 @@ def install_wheels(name: str, target: Path, requirements: list[str]) -> None:
     stamp.write_text(json.dumps(wanted, indent=2))
 
 
-def copy_sources(target: Path) -> None:
-    """Replace our own packages in ``target`` with fresh copies (no byte code)."""
+def copy_sources(name: str, target: Path) -> None:
+    """Replace our own code in ``target`` with fresh copies of the modules the function's
+    handler imports (``function_sources``), and nothing else of ours."""
     for package in SOURCE_PACKAGES:
-        destination = target / package
-        shutil.rmtree(destination, ignore_errors=True)
-        shutil.copytree(
-            ROOT / package,
-            destination,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"),
-        )
+        shutil.rmtree(target / package, ignore_errors=True)
+    for source in function_sources(name):
+        destination = target / source.relative_to(ROOT)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
 
 
 def strip(target: Path) -> None:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         target = LAMBDA_BUILD_DIR / name
         if not args.check:
             install_wheels(name, target, [pinned(r) for r in FUNCTION_REQUIREMENTS[name]])
-            copy_sources(target)
+            copy_sources(name, target)
             strip(target)
         problems += check(name, target)
     print(f"(wheels for CPython {PYTHON_VERSION} on {', '.join(PIP_PLATFORMS)})")

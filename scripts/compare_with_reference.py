@@ -18,9 +18,9 @@ import polars as pl
 import psycopg2
 from psycopg2 import sql
 
-from totes.embedded_postgres import EmbeddedPostgres
-from totes.seed import seed_totesys
-from totes.source_schema import SOURCE_TABLE_NAMES
+from totes.local.embedded_postgres import EmbeddedPostgres
+from totes.schema.source import SOURCE_TABLE_NAMES
+from totes.totesys.seed import seed_totesys
 
 DEFAULT_REFERENCE = Path("/work/shared/reference/totesys-public/2024-11-15")
 

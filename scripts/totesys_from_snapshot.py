@@ -16,8 +16,8 @@ import polars as pl
 import psycopg2
 from psycopg2 import sql
 
-from totes.source_schema import SOURCE_TABLES
-from totes.totesys import create_totesys, reset_sequences, table_counts
+from totes.schema.source import SOURCE_TABLES
+from totes.totesys.database import create_totesys, reset_sequences, table_counts
 
 
 def _typed(frame: pl.DataFrame, table) -> pl.DataFrame:

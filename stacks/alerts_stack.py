@@ -8,7 +8,6 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from stacks import names
 from stacks.config import PREFIX, DeployConfig
 from stacks.nag_acknowledgments import Reason, acknowledge
 
@@ -21,7 +20,7 @@ class AlertsStack(Stack):
         self.topic = sns.Topic(
             self,
             "AlertTopic",
-            topic_name=names.ALERT_TOPIC_NAME,
+            topic_name=config.names.alert_topic,
             display_name="Terrific Totes pipeline alerts",
             enforce_ssl=True,
         )

@@ -13,10 +13,14 @@ from typing import Any
 
 from constructs import Node
 
+from stacks.names import DeploymentNames
+
 PREFIX = "totes:"
 
 # The defaults, also written out in cdk.json (a test keeps the two in step).
 DEFAULTS: dict[str, Any] = {
+    "environment": "dev",
+    "owner": "data-engineering",
     "alertEmail": "",
     "schedule": "rate(10 minutes)",
     "scheduleEnabled": True,
@@ -31,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "retryIntervalSeconds": 5,
 }
 
+# Part of every physical name (S3 bucket names allow lower case, digits and hyphens).
+_ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 _SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -43,6 +49,8 @@ class ConfigError(ValueError):
 class DeployConfig:
     """Everything that differs between deployments; nothing else is configurable."""
 
+    environment: str
+    owner: str
     alert_email: str
     schedule: str
     schedule_enabled: bool
@@ -55,6 +63,10 @@ class DeployConfig:
     log_retention_days: int
     execution_timeout_seconds: int
     retry_interval_seconds: int
+
+    @property
+    def names(self) -> DeploymentNames:
+        return DeploymentNames(self.environment)
 
     @property
     def in_vpc(self) -> bool:
@@ -74,6 +86,15 @@ class DeployConfig:
     def from_mapping(cls, values: dict[str, Any]) -> DeployConfig:
         """Validate raw values (strings from ``-c``, or JSON types from cdk.json)."""
         merged = {**DEFAULTS, **values}
+        environment = str(merged["environment"]).strip()
+        if not _ENVIRONMENT.match(environment):
+            raise ConfigError(
+                f"{PREFIX}environment: {environment!r} must be 1-12 lower-case letters, digits "
+                "or hyphens, starting with a letter (it is part of every resource name)"
+            )
+        owner = str(merged["owner"]).strip()
+        if not owner:
+            raise ConfigError(f"{PREFIX}owner must name who owns the deployment (a cost tag)")
         email = str(merged["alertEmail"]).strip()
         if email and not _EMAIL.match(email):
             raise ConfigError(f"{PREFIX}alertEmail: {email!r} is not an email address")
@@ -105,6 +126,8 @@ class DeployConfig:
             if not str(merged[key]).strip():
                 raise ConfigError(f"{PREFIX}{key} must name a Secrets Manager secret")
         return cls(
+            environment=environment,
+            owner=owner,
             alert_email=email,
             schedule=schedule,
             schedule_enabled=_boolean(merged, "scheduleEnabled"),

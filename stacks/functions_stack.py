@@ -24,12 +24,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from stacks import names
 from stacks.config import DeployConfig
 from stacks.lambda_packaging import ARCHITECTURE, PYTHON_VERSION
 from stacks.nag_acknowledgments import Reason, acknowledge, acknowledge_wildcards
-from totes import observability
-from totes.lake import LOADED  # the load stage's "batch is in" hints: _loaded/
+from totes.contract import METRICS_NAMESPACE
+from totes.pipeline.lake import LOADED  # the load stage's "batch is in" hints: _loaded/
 
 RUNTIME = getattr(lambda_.Runtime, "PYTHON_" + PYTHON_VERSION.replace(".", "_"))
 LAMBDA_ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}[
@@ -38,7 +37,7 @@ LAMBDA_ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.A
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "totes",
-    "POWERTOOLS_METRICS_NAMESPACE": observability.NAMESPACE,
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     "LOG_LEVEL": "INFO",
 }
 
@@ -110,8 +109,12 @@ class FunctionsStack(Stack):
         network = _network(self, config)
 
         # The storage stack's buckets, by name (see stacks/names.py).
-        ingestion = s3.Bucket.from_bucket_name(self, "IngestionBucket", names.INGESTION_BUCKET)
-        processed = s3.Bucket.from_bucket_name(self, "ProcessedBucket", names.PROCESSED_BUCKET)
+        ingestion = s3.Bucket.from_bucket_name(
+            self, "IngestionBucket", config.names.ingestion_bucket
+        )
+        processed = s3.Bucket.from_bucket_name(
+            self, "ProcessedBucket", config.names.processed_bucket
+        )
         environment = {
             "extract": {
                 "INGESTION_BUCKET": ingestion.bucket_name,
@@ -161,7 +164,7 @@ class FunctionsStack(Stack):
                 self,
                 f"{name.title()}LogGroup",
                 # Lambda's conventional name, so the console's "View logs" finds it.
-                log_group_name=f"/aws/lambda/{names.FUNCTION_NAMES[name]}",
+                log_group_name=f"/aws/lambda/{config.names.function(name)}",
                 retention=retention(config.log_retention_days),
                 removal_policy=removal,
             )
@@ -199,7 +202,7 @@ class FunctionsStack(Stack):
             function = lambda_.Function(
                 self,
                 f"{name.title()}Function",
-                function_name=names.FUNCTION_NAMES[name],
+                function_name=config.names.function(name),
                 description=spec.description,
                 runtime=RUNTIME,
                 architecture=LAMBDA_ARCHITECTURE,

@@ -6,6 +6,7 @@ No aws_cdk import here: the build script must not need the CDK's Node runtime.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,14 +21,53 @@ ARCHITECTURE = "arm64"
 # that now publish manylinux_2_28 wheels only.
 PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 
-# Our own code, copied into every function: the handlers (lambdas/) and the domain (totes/).
+# Our own top-level packages; each function ships only the modules its handler imports.
 SOURCE_PACKAGES = ("totes", "lambdas")
 
 # Only what each stage imports. boto3 is in the runtime already; pyarrow is never needed
 # (polars reads CSV and reads/writes Parquet by itself) and would not fit next to polars.
 FUNCTION_REQUIREMENTS: dict[str, list[str]] = {
     "extract": ["psycopg2-binary", "aws-lambda-powertools"],
-    # psycopg2 only for psycopg2.sql composition in a shared module.
-    "transform": ["polars", "polars-runtime-32", "psycopg2-binary", "aws-lambda-powertools"],
+    "transform": ["polars", "polars-runtime-32", "aws-lambda-powertools"],
     "load": ["polars", "polars-runtime-32", "psycopg2-binary", "aws-lambda-powertools"],
 }
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of one of our modules (a package's ``__init__.py``), if it is ours."""
+    if module.split(".", 1)[0] not in SOURCE_PACKAGES:
+        return None
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in ``path`` names (and submodules
+    named by ``from package import module``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def function_sources(stage: str) -> list[Path]:
+    """Our source files the stage's handler needs: the closure of its imports, with the
+    ``__init__.py`` of every package on the way. Nothing else of ours ships."""
+    files: set[Path] = set()
+    queue = [f"lambdas.{stage}"]
+    while queue:
+        module = queue.pop()
+        parts = module.split(".")
+        for depth in range(1, len(parts) + 1):
+            path = _module_file(".".join(parts[:depth]))
+            if path is not None and path not in files:
+                files.add(path)
+                queue.extend(_imported_modules(path))
+    return sorted(files)

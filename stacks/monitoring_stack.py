@@ -14,14 +14,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks import names
 from stacks.config import DeployConfig
-from totes import observability
+from totes.contract import DURATION_METRIC, METRICS_NAMESPACE, ROW_METRICS
 
-# The handlers' own metric names (totes.observability publishes them), read from there.
-METRICS_NAMESPACE = observability.NAMESPACE
-ROW_METRICS = tuple(observability.ROW_METRICS.values())  # dimension: table
-DURATION_METRIC = "RunDurationSeconds"  # dimension: stage (a literal in observability too)
 ALARM_PERIOD = Duration.minutes(5)
 
 
@@ -38,14 +33,14 @@ class MonitoringStack(Stack):
     ):
         super().__init__(scope, construct_id, **kwargs)
         # The other stacks' resources, by name (see stacks/names.py).
-        functions = {stage: _LambdaMetrics(name) for stage, name in names.FUNCTION_NAMES.items()}
+        functions = {stage: _LambdaMetrics(name) for stage, name in config.names.functions.items()}
         state_machine = sfn.StateMachine.from_state_machine_name(
-            self, "Pipeline", names.STATE_MACHINE_NAME
+            self, "Pipeline", config.names.state_machine
         )
         alert_topic = sns.Topic.from_topic_arn(
             self,
             "AlertTopic",
-            self.format_arn(service="sns", resource=names.ALERT_TOPIC_NAME),
+            self.format_arn(service="sns", resource=config.names.alert_topic),
         )
         notify = actions.SnsAction(alert_topic)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -117,7 +112,7 @@ class MonitoringStack(Stack):
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
-            dashboard_name=names.DASHBOARD_NAME,
+            dashboard_name=config.names.dashboard,
             default_interval=Duration.days(1),
             widgets=[
                 [
@@ -177,7 +172,7 @@ class MonitoringStack(Stack):
                         left=[_search(metric, "Sum")],
                         width=8,
                     )
-                    for metric in ROW_METRICS
+                    for metric in ROW_METRICS.values()
                 ],
                 [
                     cloudwatch.GraphWidget(

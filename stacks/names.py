@@ -1,4 +1,4 @@
-"""Physical names of what one stack makes and another uses.
+"""Physical names of what one stack makes and another uses, per deployment environment.
 
 The stacks find each other's resources by these names rather than through CloudFormation
 exports. Exports pin a producer (a bucket or function cannot be replaced while another
@@ -6,25 +6,49 @@ stack imports it) and turn ARNs into opaque ``Fn::ImportValue`` tokens, which ma
 policies and cdk-nag findings unreadable. Names keep every stack readable, deployable and
 testable on its own; ``build_app`` declares the deploy order explicitly instead.
 
-One deployment per account and region (the names embed neither a stage nor a suffix).
+Every name carries the environment (``totes:environment``: dev, prod, ...), so several
+deployments can live in one account and region. The names the state machine definition
+and the local runner share come from ``totes.contract``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Aws
 
-PROJECT = "terrific-totes"
-FUNCTION_NAMES = {stage: f"{PROJECT}-{stage}" for stage in ("extract", "transform", "load")}
-ALERT_TOPIC_NAME = f"{PROJECT}-alerts"
-STATE_MACHINE_NAME = f"{PROJECT}-pipeline"
-DASHBOARD_NAME = "TerrificTotes-Pipeline"
+from totes.contract import Names
 
 
-def bucket_name(lake: str) -> str:
-    """``terrific-totes-<lake>-<account>-<region>``: unique, and readable in the console."""
-    return f"{PROJECT}-{lake}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+@dataclass(frozen=True)
+class DeploymentNames(Names):
+    """``Names`` plus what only the AWS deployment has: buckets and the dashboard."""
 
+    def bucket(self, lake: str) -> str:
+        """``terrific-totes-<env>-<lake>-<account>-<region>``: unique, readable in the console."""
+        return f"{self.prefix}-{lake}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
 
-INGESTION_BUCKET = bucket_name("ingestion")
-PROCESSED_BUCKET = bucket_name("processed")
-ACCESS_LOGS_BUCKET = bucket_name("access-logs")
+    @property
+    def ingestion_bucket(self) -> str:
+        return self.bucket("ingestion")
+
+    @property
+    def processed_bucket(self) -> str:
+        return self.bucket("processed")
+
+    @property
+    def access_logs_bucket(self) -> str:
+        return self.bucket("access-logs")
+
+    @property
+    def dashboard(self) -> str:
+        return f"TerrificTotes-{self.environment}-Pipeline"
+
+    @property
+    def state_machine_log_group(self) -> str:
+        # Under /aws/vendedlogs/: keeps the account's CloudWatch Logs resource policy small.
+        return f"/aws/vendedlogs/states/{self.state_machine}"
+
+    def stack(self, concern: str) -> str:
+        """The CloudFormation stack name of one concern (Storage, Alerts, ...)."""
+        return f"TerrificTotes-{self.environment}-{concern}"

@@ -1,5 +1,5 @@
 """The pipeline's state machine, loaded from ``statemachine/pipeline.asl.json`` (the same
-file the local runner executes), and the schedule that starts it.
+file the local runner executes; ``totes.contract`` finds it), and the schedule that starts it.
 
 ``DefinitionBody.from_file`` uploads the file as an asset and CloudFormation fills in the
 ``${...}`` placeholders from ``definition_substitutions`` at deploy time. It grants
@@ -12,9 +12,6 @@ does not need to skip.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -25,19 +22,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks import names
 from stacks.config import DeployConfig
 from stacks.functions_stack import retention
 from stacks.nag_acknowledgments import Reason, acknowledge
-
-DEFINITION_FILE = Path(__file__).resolve().parent.parent / "statemachine" / "pipeline.asl.json"
-STATE_MACHINE_LOG_GROUP = "/aws/vendedlogs/states/terrific-totes-pipeline"
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-
-
-def placeholders(definition_file: Path = DEFINITION_FILE) -> set[str]:
-    """The ``${Name}`` placeholders the definition expects to be substituted."""
-    return set(_PLACEHOLDER.findall(definition_file.read_text()))
+from totes.contract import check_substitutions, definition_path, read_definition
 
 
 class OrchestrationStack(Stack):
@@ -55,12 +43,12 @@ class OrchestrationStack(Stack):
         # The other stacks' resources, by name (see stacks/names.py).
         functions = {
             stage: lambda_.Function.from_function_name(self, f"{stage.title()}Function", name)
-            for stage, name in names.FUNCTION_NAMES.items()
+            for stage, name in config.names.functions.items()
         }
         alert_topic = sns.Topic.from_topic_arn(
             self,
             "AlertTopic",
-            self.format_arn(service="sns", resource=names.ALERT_TOPIC_NAME),
+            self.format_arn(service="sns", resource=config.names.alert_topic),
         )
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         self.substitutions = {
@@ -72,28 +60,23 @@ class OrchestrationStack(Stack):
             "ExecutionTimeoutSeconds": str(config.execution_timeout_seconds),
             "Region": self.region,
         }
-        unknown = placeholders() - set(self.substitutions)
-        if unknown:
-            raise ValueError(
-                f"{DEFINITION_FILE.name} has placeholders the app does not fill: "
-                f"{', '.join(sorted(unknown))}"
-            )
+        check_substitutions(read_definition(), self.substitutions)
 
         self.log_group = logs.LogGroup(
             self,
             "StateMachineLogGroup",
             # Under /aws/vendedlogs/: keeps the account's CloudWatch Logs resource policy
             # small, however many state machines log there.
-            log_group_name=STATE_MACHINE_LOG_GROUP,
+            log_group_name=config.names.state_machine_log_group,
             retention=retention(config.log_retention_days),
             removal_policy=removal,
         )
         self.state_machine = sfn.StateMachine(
             self,
             "Pipeline",
-            state_machine_name=names.STATE_MACHINE_NAME,
+            state_machine_name=config.names.state_machine,
             comment="Terrific Totes: extract -> transform -> load, alert on failure",
-            definition_body=sfn.DefinitionBody.from_file(str(DEFINITION_FILE)),
+            definition_body=sfn.DefinitionBody.from_file(definition_path()),
             definition_substitutions=self.substitutions,
             state_machine_type=sfn.StateMachineType.STANDARD,
             logs=sfn.LogOptions(

@@ -27,8 +27,8 @@ from stacks.functions_stack import FunctionsStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.orchestration_stack import OrchestrationStack
 from stacks.storage_stack import StorageStack
+from totes.contract import PROJECT
 
-STACK_PREFIX = "TerrificTotes"
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
@@ -67,24 +67,24 @@ def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks
     )
 
     storage = StorageStack(
-        app, f"{STACK_PREFIX}-Storage", config=config,
+        app, config.names.stack("Storage"), config=config,
         description="Terrific Totes: ingestion and processed data lakes",
     )  # fmt: skip
     alerts = AlertsStack(
-        app, f"{STACK_PREFIX}-Alerts", config=config,
+        app, config.names.stack("Alerts"), config=config,
         description="Terrific Totes: alert topic and email subscription",
     )  # fmt: skip
     functions = FunctionsStack(
-        app, f"{STACK_PREFIX}-Functions", config=config,
+        app, config.names.stack("Functions"), config=config,
         code_dirs=code_dirs,
         description="Terrific Totes: extract, transform and load Lambdas",
     )  # fmt: skip
     orchestration = OrchestrationStack(
-        app, f"{STACK_PREFIX}-Orchestration", config=config,
+        app, config.names.stack("Orchestration"), config=config,
         description="Terrific Totes: pipeline state machine and its schedule",
     )  # fmt: skip
     monitoring = MonitoringStack(
-        app, f"{STACK_PREFIX}-Monitoring", config=config,
+        app, config.names.stack("Monitoring"), config=config,
         description="Terrific Totes: alarms and dashboard",
     )  # fmt: skip
     # The stacks refer to each other by name (stacks/names.py), not by export: the deploy
@@ -95,5 +95,8 @@ def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks
     monitoring.add_stack_dependency(orchestration)
     stacks = PipelineStacks(storage, alerts, functions, orchestration, monitoring)
     for stack in stacks.all():
-        Tags.of(stack).add("project", "terrific-totes")
+        # Cost allocation tags (activate them once in the Billing console).
+        Tags.of(stack).add("project", PROJECT)
+        Tags.of(stack).add("environment", config.environment)
+        Tags.of(stack).add("owner", config.owner)
     return stacks

@@ -17,7 +17,6 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import names
 from stacks.config import DeployConfig
 from stacks.nag_acknowledgments import Reason, acknowledge
 
@@ -44,7 +43,7 @@ class StorageStack(Stack):
         self.access_logs_bucket = s3.Bucket(
             self,
             "AccessLogsBucket",
-            bucket_name=names.ACCESS_LOGS_BUCKET,
+            bucket_name=config.names.access_logs_bucket,
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(ACCESS_LOG_DAYS))
             ],
@@ -76,5 +75,9 @@ class StorageStack(Stack):
                 **common,
             )
 
-        self.ingestion_bucket = lake_bucket("IngestionBucket", names.INGESTION_BUCKET, "ingestion/")
-        self.processed_bucket = lake_bucket("ProcessedBucket", names.PROCESSED_BUCKET, "processed/")
+        self.ingestion_bucket = lake_bucket(
+            "IngestionBucket", config.names.ingestion_bucket, "ingestion/"
+        )
+        self.processed_bucket = lake_bucket(
+            "ProcessedBucket", config.names.processed_bucket, "processed/"
+        )

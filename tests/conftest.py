@@ -11,9 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from totes.embedded_postgres import EmbeddedPostgres
+from totes.local.embedded_postgres import EmbeddedPostgres
 
 _counter = itertools.count()
+_TIERS = ("unit", "integration", "cdk")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, from its folder (tests/<tier>/...), so that
+    ``-m "not integration"`` means what it says."""
+    for item in items:
+        parts = Path(str(item.path)).parts
+        tier = next((part for part in parts if part in _TIERS), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +80,7 @@ SMALL_SCALE = 0.02  # ~220 sales orders: every shape of the real data, in a seco
 @pytest.fixture(scope="session")
 def seeded_template(pg_server: EmbeddedPostgres) -> str:
     """A small seeded ToteSys, made once per session, to clone from (CREATE ... TEMPLATE)."""
-    from totes.seed import seed_totesys
+    from totes.totesys.seed import seed_totesys
 
     name = "t_totesys_template"
     pg_server.drop_database(name)

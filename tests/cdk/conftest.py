@@ -50,7 +50,7 @@ class Assembly:
     outdir: Path
 
     def template(self, stack: str) -> dict:
-        return json.loads((self.outdir / f"TerrificTotes-{stack}.template.json").read_text())
+        return json.loads((self.outdir / f"TerrificTotes-dev-{stack}.template.json").read_text())
 
 
 @dataclass

@@ -7,8 +7,6 @@ from aws_cdk.assertions import Match, Template
 
 from tests.cdk.conftest import ALERT_EMAIL
 
-pytestmark = pytest.mark.cdk
-
 
 @pytest.fixture(scope="module")
 def alerts(assembly) -> Template:
@@ -16,7 +14,7 @@ def alerts(assembly) -> Template:
 
 
 def test_topic_is_named_for_the_other_stacks(alerts):
-    alerts.has_resource_properties("AWS::SNS::Topic", {"TopicName": "terrific-totes-alerts"})
+    alerts.has_resource_properties("AWS::SNS::Topic", {"TopicName": "terrific-totes-dev-alerts"})
 
 
 def test_email_subscription_from_context(alerts):

@@ -14,8 +14,6 @@ from stacks.config import DEFAULTS, PREFIX, ConfigError, DeployConfig
 from stacks.nag_acknowledgments import Reason
 from stacks.pipeline_app import cdk_json_context
 
-pytestmark = pytest.mark.cdk
-
 STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring")
 
 
@@ -25,7 +23,7 @@ def test_synthesised_without_aws_credentials_or_docker(synths):
     for assembly in (synths.default, synths.vpc):
         manifest = json.loads((assembly.outdir / "manifest.json").read_text())
         for stack in STACKS:
-            artifact = manifest["artifacts"][f"TerrificTotes-{stack}"]
+            artifact = manifest["artifacts"][f"TerrificTotes-dev-{stack}"]
             assert artifact["environment"] == "aws://unknown-account/unknown-region"
 
 
@@ -55,11 +53,11 @@ def test_every_acknowledgment_is_one_of_the_reviewed_reasons(assembly):
             "AwsSolutions-S1",
             "AwsSolutions-SNS2",
             "AwsSolutions-IAM5[Resource::*]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-ingestion-"
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-ingestion-"
             "<AWS::AccountId>-<AWS::Region>/*]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-processed-"
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-processed-"
             "<AWS::AccountId>-<AWS::Region>/*]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-processed-"
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-processed-"
             "<AWS::AccountId>-<AWS::Region>/_loaded/*]",
         ]
     )
@@ -84,8 +82,8 @@ def test_deploy_order_is_declared(assembly):
 
     def depends(stack: str) -> set[str]:
         return {
-            d.removeprefix("TerrificTotes-")
-            for d in manifest["artifacts"][f"TerrificTotes-{stack}"].get("dependencies", [])
+            d.removeprefix("TerrificTotes-dev-")
+            for d in manifest["artifacts"][f"TerrificTotes-dev-{stack}"].get("dependencies", [])
             if not d.endswith(".assets")
         }
 

@@ -9,11 +9,9 @@ from aws_cdk.assertions import Template
 from stacks.lambda_packaging import PYTHON_VERSION
 from tests.cdk.cfn import grants, one, render, resources, statements
 
-pytestmark = pytest.mark.cdk
-
 ACCOUNT_REGION = "${AWS::AccountId}-${AWS::Region}"
-INGESTION = f"arn:${{AWS::Partition}}:s3:::terrific-totes-ingestion-{ACCOUNT_REGION}"
-PROCESSED = f"arn:${{AWS::Partition}}:s3:::terrific-totes-processed-{ACCOUNT_REGION}"
+INGESTION = f"arn:${{AWS::Partition}}:s3:::terrific-totes-dev-ingestion-{ACCOUNT_REGION}"
+PROCESSED = f"arn:${{AWS::Partition}}:s3:::terrific-totes-dev-processed-{ACCOUNT_REGION}"
 SECRET_ARN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
 POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME": "totes",
@@ -49,7 +47,7 @@ def test_runtime_is_the_newest_python_the_cdk_knows_on_arm64(functions):
 def test_handler_name_memory_and_timeout(functions, stage, memory, timeout):
     properties = function(functions, stage)
     assert properties["Handler"] == f"lambdas.{stage}.handler"
-    assert properties["FunctionName"] == f"terrific-totes-{stage}"
+    assert properties["FunctionName"] == f"terrific-totes-dev-{stage}"
     assert properties["MemorySize"] == memory
     assert properties["Timeout"] == timeout
     assert "ReservedConcurrentExecutions" not in properties
@@ -72,22 +70,22 @@ def test_code_is_a_prebuilt_asset_per_function(functions, assembly):
         (
             "extract",
             {
-                "INGESTION_BUCKET": f"terrific-totes-ingestion-{ACCOUNT_REGION}",
-                "PROCESSED_BUCKET": f"terrific-totes-processed-{ACCOUNT_REGION}",
+                "INGESTION_BUCKET": f"terrific-totes-dev-ingestion-{ACCOUNT_REGION}",
+                "PROCESSED_BUCKET": f"terrific-totes-dev-processed-{ACCOUNT_REGION}",
                 "SOURCE_DB_SECRET_ARN": SECRET_ARN + "totes/source-db",
             },
         ),
         (
             "transform",
             {
-                "INGESTION_BUCKET": f"terrific-totes-ingestion-{ACCOUNT_REGION}",
-                "PROCESSED_BUCKET": f"terrific-totes-processed-{ACCOUNT_REGION}",
+                "INGESTION_BUCKET": f"terrific-totes-dev-ingestion-{ACCOUNT_REGION}",
+                "PROCESSED_BUCKET": f"terrific-totes-dev-processed-{ACCOUNT_REGION}",
             },
         ),
         (
             "load",
             {
-                "PROCESSED_BUCKET": f"terrific-totes-processed-{ACCOUNT_REGION}",
+                "PROCESSED_BUCKET": f"terrific-totes-dev-processed-{ACCOUNT_REGION}",
                 "WAREHOUSE_DB_SECRET_ARN": SECRET_ARN + "totes/warehouse-db",
             },
         ),
@@ -101,7 +99,7 @@ def test_environment_is_exactly_what_the_handler_reads(functions, stage, expecte
 @pytest.mark.parametrize("stage", ["extract", "transform", "load"])
 def test_each_function_logs_as_json_to_its_own_group_with_retention(functions, stage):
     log_group_id, log_group = one(functions, "AWS::Logs::LogGroup", stage.title())
-    assert log_group["Properties"]["LogGroupName"] == f"/aws/lambda/terrific-totes-{stage}"
+    assert log_group["Properties"]["LogGroupName"] == f"/aws/lambda/terrific-totes-dev-{stage}"
     assert log_group["Properties"]["RetentionInDays"] == 90
     assert log_group["DeletionPolicy"] == "Retain"
     assert function(functions, stage)["LoggingConfig"] == {

@@ -16,9 +16,8 @@ from stacks.lambda_packaging import (
     FUNCTION_REQUIREMENTS,
     LAMBDA_BUILD_DIR,
     PIP_PLATFORMS,
+    function_sources,
 )
-
-pytestmark = pytest.mark.cdk
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = ROOT / "scripts" / "build_lambdas.py"
@@ -30,12 +29,28 @@ _spec.loader.exec_module(build_lambdas)
 
 def test_each_stage_ships_only_what_it_imports():
     assert FUNCTION_REQUIREMENTS["extract"] == ["psycopg2-binary", "aws-lambda-powertools"]
-    for stage in ("transform", "load"):
-        assert {"polars", "polars-runtime-32", "psycopg2-binary", "aws-lambda-powertools"} == set(
-            FUNCTION_REQUIREMENTS[stage]
-        )
+    assert set(FUNCTION_REQUIREMENTS["transform"]) == {
+        "polars",
+        "polars-runtime-32",
+        "aws-lambda-powertools",
+    }
+    assert set(FUNCTION_REQUIREMENTS["load"]) == {
+        "polars",
+        "polars-runtime-32",
+        "psycopg2-binary",
+        "aws-lambda-powertools",
+    }
     for requirements in FUNCTION_REQUIREMENTS.values():
         assert not {"pyarrow", "boto3", "botocore"} & set(requirements)
+
+
+@pytest.mark.parametrize("stage", list(FUNCTION_REQUIREMENTS))
+def test_a_function_ships_none_of_the_simulator_or_the_laptop_runtime(stage):
+    shipped = {path.relative_to(ROOT).as_posix() for path in function_sources(stage)}
+    assert f"lambdas/{stage}.py" in shipped and f"totes/pipeline/{stage}.py" in shipped
+    assert not {p for p in shipped if p.startswith(("totes/totesys/", "totes/local/"))}
+    others = {s for s in FUNCTION_REQUIREMENTS if s != stage}
+    assert not {f"lambdas/{other}.py" for other in others} & shipped
 
 
 def test_wheels_match_the_function_architecture():
@@ -115,9 +130,10 @@ def _closure(requirements: list[str]) -> set[str]:
     return distributions
 
 
-def stand_in_package(root: Path, requirements: list[str]) -> Path:
+def stand_in_package(root: Path, stage: str, requirements: list[str]) -> Path:
     """A folder laid out like the function's package, from this venv's installed files
-    (symlinks): our code, the wheels and their dependencies, plus boto3 (in the runtime)."""
+    (symlinks): the modules of ours it ships, the wheels and their dependencies, plus boto3
+    (in the runtime)."""
     root.mkdir()
     for name in _closure([*requirements, "boto3"]):
         distribution = metadata.distribution(name)
@@ -126,22 +142,19 @@ def stand_in_package(root: Path, requirements: list[str]) -> Path:
             source = Path(distribution.locate_file(top))
             if source.exists() and not (root / top).exists():
                 (root / top).symlink_to(source)
-    for package in ("totes", "lambdas"):
-        (root / package).symlink_to(ROOT / package)
+    for source in function_sources(stage):
+        target = root / source.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source)
     return root
 
 
 @pytest.mark.parametrize("stage", list(FUNCTION_REQUIREMENTS))
 def test_handler_imports_only_what_its_package_ships(stage, tmp_path):
-    """Import the handler and its stage module (which handlers may import lazily) in a
-    fresh interpreter that sees the stdlib and the stand-in package only."""
-    package = stand_in_package(tmp_path / stage, FUNCTION_REQUIREMENTS[stage])
-    modules = [f"lambdas.{stage}"]
-    if (ROOT / "totes" / f"{stage}.py").is_file():
-        modules.append(f"totes.{stage}")
-    code = f"import sys; sys.path[:0] = [{str(package)!r}]\n" + "".join(
-        f"import {module}\n" for module in modules
-    )
+    """Import the handler in a fresh interpreter that sees the stdlib and the stand-in
+    package only: nothing it needs may be missing from what ships."""
+    package = stand_in_package(tmp_path / stage, stage, FUNCTION_REQUIREMENTS[stage])
+    code = f"import sys; sys.path[:0] = [{str(package)!r}]\nimport lambdas.{stage}\n"
     result = subprocess.run(
         [sys.executable, "-S", "-c", code],  # -S: no site-packages
         cwd=tmp_path,

@@ -8,12 +8,10 @@ import pytest
 
 from tests.cdk.cfn import render, resources
 
-pytestmark = pytest.mark.cdk
-
-TOPIC = "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:terrific-totes-alerts"
+TOPIC = "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:terrific-totes-dev-alerts"
 STATE_MACHINE = (
     "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
-    ":stateMachine:terrific-totes-pipeline"
+    ":stateMachine:terrific-totes-dev-pipeline"
 )
 
 
@@ -46,7 +44,7 @@ def test_state_machine_alarms(alarms, metric):
 @pytest.mark.parametrize("stage", ["extract", "transform", "load"])
 @pytest.mark.parametrize("metric", ["Errors", "Throttles"])
 def test_function_alarms(alarms, stage, metric):
-    alarm = alarms[(metric, f"terrific-totes-{stage}")]
+    alarm = alarms[(metric, f"terrific-totes-dev-{stage}")]
     assert alarm["Namespace"] == "AWS/Lambda"
     assert alarm["Threshold"] == 1
 
@@ -76,7 +74,7 @@ def test_no_freshness_alarm_while_the_schedule_is_off(synths):
 
 def test_dashboard_shows_runs_functions_and_pipeline_metrics(monitoring):
     [dashboard] = resources(monitoring, "AWS::CloudWatch::Dashboard").values()
-    assert dashboard["Properties"]["DashboardName"] == "TerrificTotes-Pipeline"
+    assert dashboard["Properties"]["DashboardName"] == "TerrificTotes-dev-Pipeline"
     body = json.loads(render(dashboard["Properties"]["DashboardBody"]))
     text = json.dumps(body)
     for needle in (

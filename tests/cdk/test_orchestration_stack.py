@@ -8,10 +8,8 @@ import re
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.orchestration_stack import DEFINITION_FILE, placeholders
 from tests.cdk.cfn import grants, one, render
-
-pytestmark = pytest.mark.cdk
+from totes.contract import placeholders_in, read_definition
 
 ARN = "arn:${AWS::Partition}"
 IN_ACCOUNT = "${AWS::Region}:${AWS::AccountId}"
@@ -29,19 +27,19 @@ def state_machine(orchestration) -> dict:
 
 def test_definition_is_the_asl_file_itself(state_machine, assembly):
     key = render(state_machine["DefinitionS3Location"]["Key"])
-    assert (assembly.outdir / f"asset.{key}").read_bytes() == DEFINITION_FILE.read_bytes()
+    assert (assembly.outdir / f"asset.{key}").read_text() == read_definition()
     assert "Definition" not in state_machine
     assert "DefinitionString" not in state_machine
 
 
 def test_every_placeholder_is_substituted_and_nothing_else(state_machine):
     substitutions = render(state_machine["DefinitionSubstitutions"])
-    assert set(substitutions) == placeholders()
+    assert set(substitutions) == placeholders_in(read_definition())
     expected = {
-        "ExtractFunctionArn": f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-extract",
-        "TransformFunctionArn": f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-transform",
-        "LoadFunctionArn": f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-load",
-        "AlertTopicArn": f"{ARN}:sns:{IN_ACCOUNT}:terrific-totes-alerts",
+        "ExtractFunctionArn": f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-dev-extract",
+        "TransformFunctionArn": f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-dev-transform",
+        "LoadFunctionArn": f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-dev-load",
+        "AlertTopicArn": f"{ARN}:sns:{IN_ACCOUNT}:terrific-totes-dev-alerts",
         "RetryIntervalSeconds": "5",
         "ExecutionTimeoutSeconds": "1200",
         "Region": "${AWS::Region}",
@@ -55,7 +53,7 @@ def test_substituted_definition_is_valid_json_with_no_placeholder_left(state_mac
         key: re.sub(r"\$\{[^}]+\}", "x", value)
         for key, value in render(state_machine["DefinitionSubstitutions"]).items()
     }
-    text = re.sub(r"\$\{(\w+)\}", lambda m: concrete[m.group(1)], DEFINITION_FILE.read_text())
+    text = re.sub(r"\$\{(\w+)\}", lambda m: concrete[m.group(1)], read_definition())
     assert "${" not in text
     definition = json.loads(text)
     assert definition["TimeoutSeconds"] == 1200
@@ -67,7 +65,7 @@ def test_substituted_definition_is_valid_json_with_no_placeholder_left(state_mac
 
 def test_standard_type_logs_all_with_data_and_traces(state_machine, orchestration):
     assert state_machine["StateMachineType"] == "STANDARD"
-    assert state_machine["StateMachineName"] == "terrific-totes-pipeline"
+    assert state_machine["StateMachineName"] == "terrific-totes-dev-pipeline"
     assert state_machine["TracingConfiguration"] == {"Enabled": True}
     logging = state_machine["LoggingConfiguration"]
     assert logging["Level"] == "ALL"
@@ -83,11 +81,11 @@ def test_role_invokes_exactly_the_three_functions_and_publishes_to_the_topic(orc
     allowed = grants(orchestration, "PipelineRole")
     invoke = {resource for action, resource in allowed if action == "lambda:InvokeFunction"}
     assert invoke == {
-        f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-{stage}"
+        f"{ARN}:lambda:{IN_ACCOUNT}:function:terrific-totes-dev-{stage}"
         for stage in ("extract", "transform", "load")
     }
     publish = {resource for action, resource in allowed if action == "sns:Publish"}
-    assert publish == {f"{ARN}:sns:{IN_ACCOUNT}:terrific-totes-alerts"}
+    assert publish == {f"{ARN}:sns:{IN_ACCOUNT}:terrific-totes-dev-alerts"}
     # '*' only for the log-delivery and X-Ray actions that have no resource-level form.
     star = {action for action, resource in allowed if resource == "*"}
     assert star

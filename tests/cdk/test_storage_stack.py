@@ -7,8 +7,6 @@ from aws_cdk.assertions import Match, Template
 
 from tests.cdk.cfn import render, resources
 
-pytestmark = pytest.mark.cdk
-
 LAKES = ("ingestion", "processed")
 
 
@@ -21,7 +19,7 @@ def buckets_by_name(template: dict) -> dict[str, tuple[str, dict]]:
     named = {}
     for logical_id, bucket in resources(template, "AWS::S3::Bucket").items():
         name = render(bucket["Properties"]["BucketName"])
-        short = name.removeprefix("terrific-totes-").split("-${AWS::AccountId}")[0]
+        short = name.removeprefix("terrific-totes-dev-").split("-${AWS::AccountId}")[0]
         named[short] = (logical_id, bucket)
     return named
 
@@ -32,7 +30,7 @@ def test_three_buckets_named_per_account_and_region(storage):
         for b in resources(storage, "AWS::S3::Bucket").values()
     }
     assert names == {
-        f"terrific-totes-{kind}-${{AWS::AccountId}}-${{AWS::Region}}"
+        f"terrific-totes-dev-{kind}-${{AWS::AccountId}}-${{AWS::Region}}"
         for kind in ("ingestion", "processed", "access-logs")
     }
 

@@ -9,17 +9,18 @@ import re
 
 import pytest
 
-from totes.db import DatabaseUnavailableError
-from totes.local_state_machine import (
-    DEFINITION_PATH,
+from totes.contract import (
     PLACEHOLDERS,
-    LocalExecutionError,
+    DefinitionError,
     placeholders_in,
+    read_definition,
     substitute,
 )
+from totes.contract import STAGE_STATES as CONTRACT_STAGE_STATES
+from totes.pipeline.db import DatabaseUnavailableError
 
-STAGE_STATES = ("Extract", "Transform", "Load")
 # Stages that connect to a database, whose unreachability is worth retrying.
+STAGE_STATES = tuple(CONTRACT_STAGE_STATES.values())
 DATABASE_STAGES = {"Extract", "Load"}
 TRANSIENT_LAMBDA_ERRORS = {
     "Lambda.ServiceException",
@@ -40,7 +41,7 @@ VALUES = {
 
 @pytest.fixture(scope="module")
 def template() -> str:
-    return DEFINITION_PATH.read_text(encoding="utf-8")
+    return read_definition()
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,9 @@ def test_placeholders_are_exactly_the_documented_set(template: str) -> None:
 
 
 def test_substitution_refuses_missing_or_unknown_values(template: str) -> None:
-    with pytest.raises(LocalExecutionError, match="missing"):
+    with pytest.raises(DefinitionError, match="missing"):
         substitute(template, {k: v for k, v in VALUES.items() if k != "Region"})
-    with pytest.raises(LocalExecutionError, match="unused"):
+    with pytest.raises(DefinitionError, match="unused"):
         substitute(template, {**VALUES, "Typo": "x"})
 
 

@@ -1,0 +1,161 @@
+"""The `totes` command as a user runs it: exit codes, summaries, JSON, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from totes.local import environment
+from totes.local.cli import main
+from totes.local.report import psql_command
+
+
+@pytest.fixture
+def state_dir(monkeypatch):
+    # World-readable: as root, the embedded PostgreSQL runs as the user 'pgserver'.
+    path = Path(tempfile.mkdtemp(prefix="totes-state-"))
+    path.chmod(0o755)
+    monkeypatch.setenv("TOTES_STATE_DIR", str(path))
+    monkeypatch.setattr(environment, "_server", None)
+    yield path
+    if environment._server is not None:
+        environment._server.stop()
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_seed_and_simulate_print_what_they_did(capsys, empty_db):
+    code, out, _ = run_cli(capsys, "seed", "--source-dsn", empty_db, "--scale", "0.01")
+    assert code == 0
+    assert "sales_order" in out and "payment_type" in out
+
+    code, out, _ = run_cli(capsys, "simulate", "--source-dsn", empty_db, "--minutes", "600")
+    assert code == 0
+    assert "2024-11-15 09:00 -> 2024-11-15 19:00" in out
+
+
+def test_run_against_given_databases_prints_json_and_is_incremental(
+    capsys, totesys_dsn, warehouse_dsn, tmp_path
+):
+    args = ["run", "--source-dsn", totesys_dsn, "--warehouse-dsn", warehouse_dsn]
+    args += ["--lake", str(tmp_path / "lake"), "--json"]
+
+    code, out, _ = run_cli(capsys, *args)
+    first = json.loads(out)
+    assert code == 0 and first["status"] == "SUCCEEDED"
+    assert first["load"]["rows"]["fact_sales_order"] == first["extract"]["tables"]["sales_order"]
+
+    code, out, _ = run_cli(capsys, *args)
+    second = json.loads(out)
+    assert code == 0 and second["extract"]["rows"] == 0 and second["load"] is None
+
+
+def test_an_injected_failure_exits_non_zero_and_shows_the_email(
+    capsys, totesys_dsn, warehouse_dsn, tmp_path
+):
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--source-dsn", totesys_dsn,
+        "--warehouse-dsn", warehouse_dsn,
+        "--lake", str(tmp_path / "lake"),
+        "--fail-at", "load",
+    )  # fmt: skip
+    assert code == 1
+    assert "FAILED" in out and "Alert email that would have been sent" in out
+    assert "Stage:" in out and "InjectedFailure" in out
+    assert err.strip().splitlines()[-1].startswith("error: Terrific Totes pipeline failed at Load")
+
+
+def test_errors_are_one_line_unless_verbose(capsys, tmp_path):
+    bad = f"host={tmp_path} dbname=nowhere"
+    code, _, err = run_cli(capsys, "seed", "--source-dsn", bad)
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.splitlines()[0].startswith("error: DatabaseUnavailableError")
+    with pytest.raises(Exception, match="cannot connect"):
+        main(["--verbose", "seed", "--source-dsn", bad])
+
+
+def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
+    code, out, err = run_cli(capsys, "demo")
+    assert code == 0, err
+    assert "Seeding ToteSys" in err
+    assert "  extract: " in err and "  load: " in err  # progress, stage by stage
+    assert "SUCCEEDED" in out and "fact_sales_order" in out
+    assert f"host={state_dir}" in out  # how to open the warehouse
+    assert "ingestion/sales_order/" in out and "processed/fact_sales_order/" in out
+
+    code, out, err = run_cli(capsys, "demo")
+    assert code == 0, err
+    assert "Seeding" not in err and "Letting the business move on" in err
+    assert (state_dir / "lake" / "ingestion" / "_manifests").is_dir()
+    assert os.listdir(state_dir / "lake" / "processed" / "_loaded")
+
+
+def test_the_summary_names_a_psql_that_exists(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no psql on the PATH: the bundled one
+    assert Path(psql_command()).is_file()
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """An S3 endpoint in another process (moto's server), standing in for real S3."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "real-looking-key",
+        "AWS_SECRET_ACCESS_KEY": "real-looking-secret",
+        "AWS_DEFAULT_REGION": "eu-west-2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3")
+    for _ in range(100):
+        try:
+            s3.list_buckets()
+            break
+        except Exception:
+            time.sleep(0.1)
+    yield s3
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_run_with_an_s3_lake_uses_the_real_bucket(capsys, s3_endpoint, totesys_dsn, warehouse_dsn):
+    s3_endpoint.create_bucket(
+        Bucket="totes-lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+    )
+    args = ["run", "--source-dsn", totesys_dsn, "--warehouse-dsn", warehouse_dsn]
+    code, out, err = run_cli(capsys, *args, "--lake", "s3://totes-lake/team", "--json")
+
+    assert code == 0, err
+    report = json.loads(out)
+    keys = [o["Key"] for o in s3_endpoint.list_objects_v2(Bucket="totes-lake")["Contents"]]
+    batch_id = report["extract"]["batch_id"]
+    assert f"team/ingestion/_manifests/{batch_id}.json" in keys
+    assert any(k.startswith("team/processed/fact_sales_order/") for k in keys)
+    assert f"team/processed/_loaded/{batch_id}.json" in keys
+    assert report["load"]["rows"]["fact_payment"] == report["extract"]["tables"]["payment"]

@@ -1,0 +1,333 @@
+"""The three stages end to end on the embedded PostgreSQL, with a folder lake and an S3 lake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import boto3
+import psycopg2
+import pytest
+from moto import mock_aws
+from psycopg2 import sql
+
+from tests.support.oracle import differences, rows
+from tests.support.sql import execute, query
+from totes.pipeline.extract import run_extract
+from totes.pipeline.lake import Lake
+from totes.pipeline.load import run_load
+from totes.pipeline.object_store import S3Store
+from totes.pipeline.transform import run_transform
+from totes.schema.source import SOURCE_TABLE_NAMES
+from totes.totesys.database import read_only_dsn
+
+
+def run_pipeline(lake: Lake, source_dsn: str, warehouse_dsn: str) -> dict:
+    extracted = run_extract(lake, source_dsn)
+    result = {"extract": extracted}
+    if extracted["pending_batch_ids"]:
+        result["transform"] = run_transform(lake, extracted["pending_batch_ids"])
+        result["load"] = run_load(lake, warehouse_dsn, result["transform"]["batch_ids"])
+    return result
+
+
+def source_now(dsn: str) -> str:
+    """A last_updated just after the newest one in ToteSys (the business's own clock)."""
+    (latest,) = rows(dsn, "SELECT max(last_updated) FROM payment")
+    return (latest[0] + timedelta(minutes=1)).isoformat(sep=" ")
+
+
+@pytest.fixture
+def folder_lake(tmp_path) -> Lake:
+    return Lake.from_uri(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def s3_lake(monkeypatch) -> Iterator[Lake]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        for bucket in ("totes-ingestion", "totes-processed"):
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+            )
+        yield Lake(S3Store("totes-ingestion", client=s3), S3Store("totes-processed", client=s3))
+
+
+@pytest.fixture(params=["folder", "s3"])
+def lake(request) -> Lake:
+    return request.getfixturevalue(f"{request.param}_lake")
+
+
+@pytest.fixture
+def reader_dsn(totesys_dsn: str) -> str:
+    """A role that can only SELECT on the 11 ToteSys tables: the pipeline must need no more."""
+    return read_only_dsn(totesys_dsn, "t_reader")
+
+
+def fact_versions(dsn: str, table: str, key: str, id_: int) -> list[tuple]:
+    statement = sql.SQL("SELECT * FROM {} WHERE {} = %s").format(
+        sql.Identifier(table), sql.Identifier(key)
+    )
+    return query(dsn, statement, (id_,))
+
+
+def test_initial_run_makes_every_table_match_the_source(
+    lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    result = run_pipeline(lake, reader_dsn, warehouse_dsn)
+
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    assert result["extract"]["rows"] == sum(
+        rows(totesys_dsn, f"SELECT count(*) FROM {t}").pop()[0] for t in SOURCE_TABLE_NAMES
+    )
+    assert result["load"]["loaded_batch_ids"] == [result["extract"]["batch_id"]]
+    (orders,) = rows(totesys_dsn, "SELECT count(*) FROM sales_order")
+    assert result["load"]["rows"]["fact_sales_order"] == orders[0]
+
+
+def test_incremental_run_appends_exactly_the_new_versions(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    (before,) = rows(warehouse_dsn, "SELECT count(*) FROM fact_payment")
+    now = source_now(totesys_dsn)
+    # The 07:55 job: a payment is marked paid and its last_updated bumped.
+    (unpaid,) = rows(totesys_dsn, "SELECT min(payment_id) FROM payment WHERE NOT paid")
+    execute(
+        totesys_dsn,
+        "UPDATE payment SET paid = true, last_updated = %s WHERE payment_id = %s",
+        (now, unpaid[0]),
+    )
+    # A new sales order event: order, transaction and payment with one timestamp.
+    execute(
+        totesys_dsn,
+        """WITH so AS (
+             INSERT INTO sales_order (created_at, last_updated, design_id, staff_id,
+                 counterparty_id, units_sold, unit_price, currency_id, agreed_delivery_date,
+                 agreed_payment_date, agreed_delivery_location_id)
+             VALUES (%(t)s, %(t)s, 1, 2, 3, 1500, 2.50, 1, '2030-01-02', '2030-01-03', 4)
+             RETURNING sales_order_id),
+           tr AS (
+             INSERT INTO transaction (transaction_type, sales_order_id, created_at, last_updated)
+             SELECT 'SALE', sales_order_id, %(t)s, %(t)s FROM so RETURNING transaction_id)
+           INSERT INTO payment (created_at, last_updated, transaction_id, counterparty_id,
+               payment_amount, currency_id, payment_type_id, paid, payment_date,
+               company_ac_number, counterparty_ac_number)
+           SELECT %(t)s, %(t)s, transaction_id, 3, 3750.00, 1, 1, false, '2030-01-03',
+                  12345678, 87654321 FROM tr""",
+        {"t": now},
+    )
+
+    second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+
+    assert second["extract"]["tables"] == {
+        "sales_order": 1,
+        "transaction": 1,
+        "payment": 2,
+    }
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    (after,) = rows(warehouse_dsn, "SELECT count(*) FROM fact_payment")
+    assert after[0] == before[0] + 2
+    versions = fact_versions(warehouse_dsn, "fact_payment", "payment_id", unpaid[0])
+    assert sorted(v[11] for v in versions) == [False, True]  # paid: the old and the new version
+    (new_order,) = rows(totesys_dsn, "SELECT max(sales_order_id) FROM sales_order")
+    assert (
+        len(fact_versions(warehouse_dsn, "fact_sales_order", "sales_order_id", new_order[0])) == 1
+    )
+    (dates,) = rows(warehouse_dsn, "SELECT count(*) FROM dim_date WHERE date_id = '2030-01-02'")
+    assert dates == (1,)
+
+
+def test_department_renamed_alone_updates_every_staff_row(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    execute(
+        totesys_dsn,
+        "UPDATE department SET department_name = 'Purchasing & Supply', last_updated = %s"
+        " WHERE department_name = 'Purchasing'",
+        (source_now(totesys_dsn),),
+    )
+
+    second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+
+    assert second["extract"]["tables"] == {"department": 1}
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    renamed = rows(
+        warehouse_dsn,
+        "SELECT count(*) FROM dim_staff WHERE department_name = 'Purchasing & Supply'",
+    )
+    staff = rows(
+        totesys_dsn,
+        "SELECT count(*) FROM staff JOIN department USING (department_id)"
+        " WHERE department_name = 'Purchasing & Supply'",
+    )
+    assert renamed == staff and staff.pop()[0] > 0
+
+
+def test_address_changed_alone_updates_locations_and_counterparties(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    execute(
+        totesys_dsn,
+        "UPDATE address SET city = 'St. Helen''s', last_updated = %s WHERE address_id ="
+        " (SELECT legal_address_id FROM counterparty ORDER BY counterparty_id LIMIT 1)",
+        (source_now(totesys_dsn),),
+    )
+
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    assert (
+        rows(
+            warehouse_dsn,
+            "SELECT count(*) FROM dim_counterparty WHERE counterparty_legal_city = 'St. Helen''s'",
+        ).pop()[0]
+        >= 1
+    )
+
+
+def test_a_late_commit_with_an_older_timestamp_is_not_lost(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    (latest,) = rows(totesys_dsn, "SELECT max(last_updated) FROM payment")
+    # Committed after the first run, but stamped five minutes before its watermark.
+    late = (latest[0] - timedelta(minutes=5)).isoformat(sep=" ")
+    (unpaid,) = rows(totesys_dsn, "SELECT min(payment_id) FROM payment WHERE NOT paid")
+    execute(
+        totesys_dsn,
+        "UPDATE payment SET paid = true, last_updated = %s WHERE payment_id = %s",
+        (late, unpaid[0]),
+    )
+
+    second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+
+    assert second["extract"]["tables"] == {"payment": 1}
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_running_each_stage_twice_changes_nothing(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    first = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    batch_ids = first["transform"]["batch_ids"]
+    keys_before = folder_lake.ingestion.list() + folder_lake.processed.list()
+    counts_before = {
+        t: rows(warehouse_dsn, f"SELECT count(*) FROM {t}")
+        for t in ("fact_sales_order", "fact_payment", "dim_staff", "dim_date")
+    }
+
+    again_extract = run_extract(folder_lake, reader_dsn)
+    again_transform = run_transform(folder_lake, batch_ids)
+    again_load = run_load(folder_lake, warehouse_dsn, batch_ids)
+
+    assert again_extract["batch_id"] is None and again_extract["pending_batch_ids"] == []
+    assert again_transform["batch_ids"] == batch_ids
+    assert again_load["loaded_batch_ids"] == [] and again_load["skipped_batch_ids"] == batch_ids
+    assert folder_lake.ingestion.list() + folder_lake.processed.list() == keys_before
+    assert {
+        t: rows(warehouse_dsn, f"SELECT count(*) FROM {t}") for t in counts_before
+    } == counts_before
+
+
+def test_a_failed_load_is_picked_up_by_the_next_run(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn, new_database
+):
+    extracted = run_extract(folder_lake, reader_dsn)
+    run_transform(folder_lake, extracted["pending_batch_ids"])
+    # The load never happens (its Lambda died); the next run must still deliver the batch.
+    second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+
+    assert second["extract"]["batch_id"] is None
+    assert second["load"]["loaded_batch_ids"] == extracted["pending_batch_ids"]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_the_pipeline_role_can_read_but_not_write_totesys(reader_dsn):
+    assert rows(reader_dsn, "SELECT count(*) FROM currency") == {(3,)}
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        execute(reader_dsn, "UPDATE currency SET currency_code = 'XXX'")
+
+
+def test_overlapping_runs_deliver_everything_exactly_once(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    import threading
+
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    execute(
+        totesys_dsn,
+        "UPDATE payment SET paid = true, last_updated = %s WHERE payment_id IN"
+        " (SELECT payment_id FROM payment WHERE NOT paid ORDER BY payment_id LIMIT 3)",
+        (source_now(totesys_dsn),),
+    )
+    errors: list[BaseException] = []
+
+    def one_run() -> None:
+        try:
+            run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    duplicates = rows(
+        warehouse_dsn,
+        "SELECT payment_id FROM fact_payment GROUP BY payment_id, last_updated_date,"
+        " last_updated_time, paid HAVING count(*) > 1",
+    )
+    assert duplicates == set()
+    (versions,) = rows(
+        warehouse_dsn, "SELECT count(*) - count(DISTINCT payment_id) FROM fact_payment"
+    )
+    assert versions == (3,)  # exactly the three paid flips became second versions
+
+
+def test_after_the_business_moves_on_exactly_the_new_versions_are_appended(
+    folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
+):
+    from totes.totesys.simulate import simulate
+
+    run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+    before = {
+        t: rows(warehouse_dsn, f"SELECT count(*) FROM {t}").pop()[0]
+        for t in ("fact_sales_order", "fact_payment")
+    }
+    (watermark,) = rows(totesys_dsn, "SELECT max(last_updated) FROM payment")
+    # Two weeks of business (the small ToteSys has a few orders a day): orders, the 07:55
+    # paid job, silent edits.
+    summary = simulate(totesys_dsn, until=datetime(2024, 11, 29, 19, 0))
+    assert summary.paid_flips > 0 and summary.inserted["sales_order"] > 0
+
+    second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
+
+    since = f"'{watermark[0]}'::timestamp"
+    changed = {
+        fact: rows(
+            totesys_dsn, f"SELECT count(*) FROM {source} WHERE last_updated > {since}"
+        ).pop()[0]
+        for fact, source in (("fact_sales_order", "sales_order"), ("fact_payment", "payment"))
+    }
+    for table in before:
+        after = rows(warehouse_dsn, f"SELECT count(*) FROM {table}").pop()[0]
+        assert after == before[table] + changed[table]
+    assert changed["fact_payment"] == summary.inserted["payment"] + summary.paid_flips
+    paid = rows(
+        warehouse_dsn,
+        "SELECT payment_id FROM fact_payment GROUP BY payment_id HAVING count(*) = 2"
+        " AND bool_or(paid) AND NOT bool_and(paid)",
+    )
+    assert len(paid) == summary.paid_flips  # each paid payment: an unpaid and a paid version
+    assert second["load"]["rows"]["fact_sales_order"] == summary.inserted["sales_order"]
+    assert differences(totesys_dsn, warehouse_dsn) == {}

@@ -1,0 +1,103 @@
+"""Configuration from the environment, secrets, and the metrics the handlers publish."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from totes.pipeline import config, secrets
+from totes.pipeline.observability import stage_handler
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    secrets.dsn_from_secret.cache_clear()
+    with mock_aws():
+        yield boto3.client("secretsmanager")
+    secrets.dsn_from_secret.cache_clear()
+
+
+def test_a_secret_in_the_rds_shape_becomes_a_dsn(aws, monkeypatch):
+    secret = {
+        "host": "db.example.com",
+        "port": 5432,
+        "dbname": "totesys",
+        "username": "reader",
+        "password": "it's s3cret\\",
+    }
+    arn = aws.create_secret(Name="totes/source", SecretString=json.dumps(secret))["ARN"]
+    monkeypatch.delenv("SOURCE_DSN", raising=False)
+    monkeypatch.setenv("SOURCE_DB_SECRET_ARN", arn)
+    dsn = config.source_dsn_from_env()
+    from psycopg2.extensions import parse_dsn
+
+    assert parse_dsn(dsn) == {
+        "host": "db.example.com",
+        "port": "5432",
+        "dbname": "totesys",
+        "user": "reader",
+        "password": "it's s3cret\\",
+    }
+
+
+def test_a_secret_may_hold_a_dsn_and_is_fetched_once(aws, monkeypatch):
+    arn = aws.create_secret(Name="totes/wh", SecretString='{"dsn": "dbname=wh"}')["ARN"]
+    monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
+    monkeypatch.setenv("WAREHOUSE_DB_SECRET_ARN", arn)
+    assert config.warehouse_dsn_from_env() == "dbname=wh"
+    aws.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    assert config.warehouse_dsn_from_env() == "dbname=wh"  # cached for the warm container
+
+
+def test_the_lake_comes_from_a_uri_or_two_buckets(monkeypatch):
+    monkeypatch.delenv("LAKE", raising=False)
+    monkeypatch.setenv("INGESTION_BUCKET", "in-bucket")
+    monkeypatch.setenv("PROCESSED_BUCKET", "out-bucket")
+    lake = config.lake_from_env()
+    assert lake.ingestion.location("k") == "s3://in-bucket/k"
+    assert lake.processed.location("k") == "s3://out-bucket/k"
+    monkeypatch.delenv("PROCESSED_BUCKET")
+    with pytest.raises(config.ConfigurationError, match="LAKE, or both"):
+        config.lake_from_env()
+
+
+def test_a_stage_publishes_rows_per_table_and_its_duration(monkeypatch, capsys):
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+
+    @stage_handler("load")
+    def handler(event: dict) -> dict:
+        return {"loaded_batch_ids": [], "rows": {"fact_payment": 3, "dim_date": 1}}
+
+    assert handler({"batch_ids": []}, None)["rows"]["fact_payment"] == 3
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    published = {
+        (name, doc.get("table") or doc.get("stage")): doc[name]
+        for doc in emf
+        for directive in doc["_aws"]["CloudWatchMetrics"]
+        for name in (m["Name"] for m in directive["Metrics"])
+    }
+    assert published[("RowsLoaded", "fact_payment")] == [3.0]
+    assert published[("RowsLoaded", "dim_date")] == [1.0]
+    assert ("RunDurationSeconds", "load") in published
+    assert all(d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TerrificTotes" for d in emf)
+
+
+def test_a_failing_stage_logs_and_re_raises(monkeypatch, caplog):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+
+    @stage_handler("extract")
+    def handler(event: dict) -> dict:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        handler({}, None)
+    failed = [r for r in caplog.records if r.getMessage() == "stage failed"]
+    assert [(r.levelname, r.error_type, r.error) for r in failed] == [
+        ("ERROR", "RuntimeError", "boom")
+    ]

@@ -1,0 +1,104 @@
+"""The lake's layout and its write-once stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from totes.pipeline.lake import (
+    IngestionManifest,
+    Lake,
+    LakeError,
+    TableExtract,
+    batch_id_at,
+    batch_id_of,
+    csv_key,
+    loaded_key,
+    manifest_key,
+    parquet_key,
+)
+from totes.pipeline.object_store import LocalStore, S3Store
+
+
+def test_keys_sort_by_time_and_name_table_and_batch():
+    early = batch_id_at(datetime(2026, 1, 2, 3, 4, 5, 6))
+    late = batch_id_at(datetime(2026, 11, 27, 13, 0, 0, 0))
+    assert early == "20260102T030405000006Z"
+    assert csv_key("sales_order", early) == "sales_order/2026/01/02/20260102T030405000006Z.csv"
+    assert parquet_key("dim_date", late).startswith("dim_date/2026/11/27/")
+    assert sorted([csv_key("x", late), csv_key("x", early)])[0] == csv_key("x", early)
+    assert batch_id_of(csv_key("x", early)) == early
+    assert batch_id_of(manifest_key(late)) == late == batch_id_of(loaded_key(late))
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "2026-01-01", "20260102T030405000006Z/../../x", None])
+def test_anything_but_a_batch_id_is_refused_before_it_becomes_a_key(bad):
+    with pytest.raises(LakeError):
+        csv_key("sales_order", bad)
+
+
+def test_local_store_never_overwrites(tmp_path):
+    store = LocalStore(tmp_path)
+    assert store.put_new("a/b.csv", b"first") is True
+    assert store.put_new("a/b.csv", b"second") is False
+    assert store.get("a/b.csv") == b"first"
+    assert store.list() == ["a/b.csv"]
+    assert store.exists("a/b.csv") and not store.exists("a/c.csv")
+
+
+def test_local_store_refuses_keys_outside_its_folder(tmp_path):
+    with pytest.raises(ValueError, match="outside"):
+        LocalStore(tmp_path / "lake").put_new("../escape.csv", b"x")
+
+
+def test_lake_uri_chooses_the_store():
+    local = Lake.from_uri("/tmp/somewhere")
+    assert isinstance(local.ingestion, LocalStore)
+    assert local.processed.location("k") == "/tmp/somewhere/processed/k"
+    s3 = Lake.from_uri("s3://bucket/pre/fix")
+    assert isinstance(s3.ingestion, S3Store)
+    assert s3.ingestion.location("k") == "s3://bucket/pre/fix/ingestion/k"
+    with pytest.raises(LakeError, match="expected a folder path"):
+        Lake.from_uri("ftp://nope")
+
+
+def test_manifest_round_trips_and_pending_batches_follow_the_markers(tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    ids = [batch_id_at(datetime(2026, 1, d)) for d in (1, 2, 3)]
+    for i, batch_id in enumerate(ids):
+        manifest = IngestionManifest(
+            batch_id=batch_id,
+            previous_batch_id=ids[i - 1] if i else None,
+            tables={
+                "payment": TableExtract(rows=2, key=csv_key("payment", batch_id), watermark="w")
+            },
+            recent={"payment": {"1": "abc"}},
+        )
+        lake.ingestion.put_new(manifest_key(batch_id), manifest.to_json())
+    assert lake.ingestion_manifest(ids[1]) == IngestionManifest.from_json(
+        lake.ingestion.get(manifest_key(ids[1]))
+    )
+    assert lake.latest_ingestion_manifest().batch_id == ids[2]
+    assert lake.latest_ingestion_manifest().rows == 2
+    lake.processed.put_new(loaded_key(ids[0]), b"{}")
+    assert lake.pending_batches() == ids[1:]
+
+
+def test_local_store_concurrent_writers_of_one_key_leave_one_intact_file(tmp_path):
+    import threading
+
+    store = LocalStore(tmp_path)
+    results: list[bool] = []
+    payloads = [bytes([i]) * 100_000 for i in range(8)]
+    threads = [
+        threading.Thread(target=lambda p=p: results.append(store.put_new("k/x.parquet", p)))
+        for p in payloads
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert store.get("k/x.parquet") in payloads
+    assert store.list() == ["k/x.parquet"]  # no temporary files left behind

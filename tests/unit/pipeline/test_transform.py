@@ -1,0 +1,236 @@
+"""The transform stage on a local lake: keys written, idempotency, Parquet types, history."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, time
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.support.sample_csv import ADDRESS_CSV, BATCH_CSVS, DEPARTMENT_CSV, T0
+from totes.pipeline.ingestion_csv import IngestionFormatError
+from totes.pipeline.lake import (
+    IngestionManifest,
+    Lake,
+    LakeError,
+    ProcessedManifest,
+    TableExtract,
+    csv_key,
+    manifest_key,
+    parquet_key,
+)
+from totes.pipeline.object_store import LocalStore
+from totes.pipeline.remodel import RemodelError
+from totes.pipeline.transform import TransformError, transform_batch, transform_batches
+from totes.schema.source import SOURCE_TABLE_NAMES
+from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, warehouse_table
+
+B1 = "20221103T142100000000Z"
+B2 = "20221104T080000000000Z"
+B3 = "20221105T080000000000Z"
+
+LATER = "2022-11-04 07:59:00.5"
+# Department 4 renamed, alone.
+DEPARTMENT_B2 = f"""\
+department_id,department_name,location,manager,created_at,last_updated
+4,Shipping,Leds,Mark Hanna,{T0},{LATER}
+"""
+# Address 3 (the legal address of counterparties 1 and 2) gets a new phone, alone.
+ADDRESS_B3 = (
+    ADDRESS_CSV.splitlines()[0]
+    + "\n"
+    + ADDRESS_CSV.splitlines()[-1]
+    .replace("0730 783349", "0730 000000")
+    .replace("2022-11-03 14:20:49.9", LATER)
+    + "\n"
+)
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(LocalStore(tmp_path / "ingestion"), LocalStore(tmp_path / "processed"))
+
+
+def extract(lake: Lake, batch_id: str, csvs: dict[str, str], *, manifest: bool = True) -> None:
+    """What the extract stage leaves in the lake: the CSVs, then the manifest."""
+    tables: dict[str, TableExtract] = {}
+    for table in SOURCE_TABLE_NAMES:
+        text = csvs.get(table)
+        if text is None:
+            tables[table] = TableExtract(rows=0, key=None, watermark=None)
+            continue
+        key = csv_key(table, batch_id)
+        lake.ingestion.put_new(key, text.encode())
+        rows = pl.read_csv(io.BytesIO(text.encode()), infer_schema=False).height
+        tables[table] = TableExtract(rows=rows, key=key, watermark=None)
+    if manifest:
+        doc = IngestionManifest(batch_id=batch_id, previous_batch_id=None, tables=tables)
+        lake.ingestion.put_new(manifest_key(batch_id), doc.to_json())
+
+
+def parquet(lake: Lake, manifest: ProcessedManifest, table: str) -> pl.DataFrame:
+    key = manifest.tables[table].key
+    assert key is not None, table
+    return pl.read_parquet(io.BytesIO(lake.processed.get(key)))
+
+
+def test_first_batch_writes_every_table_then_the_manifest(lake):
+    extract(lake, B1, BATCH_CSVS)
+    manifest = transform_batch(lake, B1)
+    assert list(manifest.tables) == list(WAREHOUSE_TABLE_NAMES)
+    expected = {parquet_key(t, B1) for t in WAREHOUSE_TABLE_NAMES} | {manifest_key(B1)}
+    assert set(lake.processed.list()) == expected
+    assert lake.processed_manifest(B1) == manifest
+    assert manifest.tables["fact_payment"].rows == 3
+    assert manifest.tables["dim_staff"].rows == 3
+
+
+def test_parquet_round_trips_the_warehouse_types(lake):
+    extract(lake, B1, BATCH_CSVS)
+    manifest = transform_batch(lake, B1)
+    for table in WAREHOUSE_TABLE_NAMES:
+        df = parquet(lake, manifest, table)
+        assert df.schema == warehouse_table(table).polars_schema, table
+        assert df.height == manifest.tables[table].rows
+    sales = parquet(lake, manifest, "fact_sales_order").filter(pl.col("sales_order_id") == 3)
+    assert sales["unit_price"][0] == Decimal("2.10")
+    assert sales["created_time"][0] == time(14, 20, 52, 100_000)
+    assert sales["agreed_delivery_date"][0] == date(2024, 11, 6)
+    po = parquet(lake, manifest, "fact_purchase_order")
+    assert po["item_unit_price"][0] == Decimal("99999999.99")
+    location = parquet(lake, manifest, "dim_location")
+    assert location["address_line_2"].to_list() == [None, "", 'Apt. "B"']
+
+
+def test_second_call_writes_nothing_and_returns_the_same_manifest(lake):
+    extract(lake, B1, BATCH_CSVS)
+    first = transform_batch(lake, B1)
+    before = {k: lake.processed.get(k) for k in lake.processed.list()}
+    again = transform_batch(lake, B1)
+    assert again == first
+    assert {k: lake.processed.get(k) for k in lake.processed.list()} == before
+
+
+def test_interrupted_run_is_completed_over_its_own_files(lake):
+    extract(lake, B1, BATCH_CSVS)
+    first = transform_batch(lake, B1)
+    # Simulate a crash before the manifest: the Parquet files stay, the manifest is gone.
+    (lake.processed.root / manifest_key(B1)).unlink()
+    assert transform_batch(lake, B1) == first
+
+
+def test_existing_file_with_other_content_is_never_overwritten(lake):
+    extract(lake, B1, BATCH_CSVS)
+    stale = pl.DataFrame(schema=warehouse_table("dim_currency").polars_schema)
+    buffer = io.BytesIO()
+    stale.write_parquet(buffer)
+    lake.processed.put_new(parquet_key("dim_currency", B1), buffer.getvalue())
+    with pytest.raises(TransformError, match="other content"):
+        transform_batch(lake, B1)
+    assert not lake.processed.exists(manifest_key(B1))
+
+
+def test_batch_with_only_facts_writes_only_their_tables(lake):
+    extract(lake, B1, BATCH_CSVS)
+    payment_b2 = (
+        BATCH_CSVS["payment"].splitlines()[0]
+        + "\n"
+        + (
+            "2,2022-11-03 14:20:52.186,2022-11-08 07:55:00,2,3,169309.68,2,1,t,2022-11-08,"
+            "34235316,31622269\n"
+        )
+    )
+    extract(lake, B2, {"payment": payment_b2})
+    manifest = transform_batch(lake, B2)
+    written = {t for t, out in manifest.tables.items() if out.key}
+    assert written == {"fact_payment", "dim_date"}
+    assert all(out.rows == 0 for t, out in manifest.tables.items() if t not in written)
+    assert parquet(lake, manifest, "fact_payment")["paid"].to_list() == [True]
+    assert parquet(lake, manifest, "dim_date")["date_id"].to_list() == [
+        date(2022, 11, 3),
+        date(2022, 11, 8),
+    ]
+
+
+def test_empty_batch_writes_only_its_manifest(lake):
+    extract(lake, B1, {})
+    manifest = transform_batch(lake, B1)
+    assert lake.processed.list() == [manifest_key(B1)]
+    assert all(out == out.__class__(rows=0, key=None) for out in manifest.tables.values())
+
+
+def test_department_renamed_alone_reemits_full_dim_staff(lake):
+    extract(lake, B1, BATCH_CSVS)
+    extract(lake, B2, {"department": DEPARTMENT_B2})
+    first, second = transform_batches(lake, [B2, B1])  # given out of order, run in order
+    assert (first.batch_id, second.batch_id) == (B1, B2)
+    staff = parquet(lake, second, "dim_staff")
+    assert staff.select("staff_id", "department_name", "location").rows() == [
+        (1, "Purchasing", "Manchester"),
+        (2, "Shipping", "Leds"),
+        (3, "Shipping", "Leds"),
+    ]
+    assert {t for t, out in second.tables.items() if out.key} == {"dim_staff"}
+
+
+def test_address_changed_alone_updates_counterparty_and_location(lake):
+    extract(lake, B1, BATCH_CSVS)
+    extract(lake, B2, {"department": DEPARTMENT_B2})
+    extract(lake, B3, {"address": ADDRESS_B3})
+    third = transform_batches(lake, [B1, B2, B3])[-1]
+    assert {t for t, out in third.tables.items() if out.key} == {"dim_counterparty", "dim_location"}
+    counterparty = parquet(lake, third, "dim_counterparty")
+    assert counterparty.select("counterparty_id", "counterparty_legal_phone_number").rows() == [
+        (1, "0730 000000"),
+        (2, "0730 000000"),
+        (3, "1803 637401"),  # address 1, from batch 1's state
+    ]
+    location = parquet(lake, third, "dim_location")
+    assert location.select("location_id", "phone").rows() == [(3, "0730 000000")]
+
+
+def test_state_ignores_later_batches_and_files_without_a_manifest(lake):
+    extract(lake, B1, BATCH_CSVS)
+    extract(lake, B3, {"department": DEPARTMENT_B2})  # a later batch
+    # A failed extract's CSV, between B1 and B3, with no manifest.
+    extract(lake, B2, {"department": DEPARTMENT_CSV.replace("Dispatch", "Ghost")}, manifest=False)
+    first = transform_batch(lake, B1)
+    assert set(parquet(lake, first, "dim_staff")["department_name"]) == {"Purchasing", "Dispatch"}
+    third = transform_batch(lake, B3)
+    assert set(parquet(lake, third, "dim_staff")["department_name"]) == {"Purchasing", "Shipping"}
+
+
+def test_missing_ingestion_manifest_is_an_error(lake):
+    extract(lake, B1, BATCH_CSVS, manifest=False)
+    with pytest.raises(LakeError, match=f"batch {B1} has no ingestion manifest"):
+        transform_batch(lake, B1)
+    assert lake.processed.list() == []
+
+
+def test_bad_csv_stops_the_batch_and_writes_nothing(lake):
+    bad = dict(BATCH_CSVS, sales_order=BATCH_CSVS["sales_order"].replace("3.94", "abc"))
+    extract(lake, B1, bad)
+    with pytest.raises(IngestionFormatError) as err:
+        transform_batch(lake, B1)
+    assert str(err.value).startswith(
+        f"sales_order ({csv_key('sales_order', B1)}) row 1: column unit_price: 'abc'"
+    )
+    assert lake.processed.list() == []
+
+
+def test_row_count_differing_from_the_manifest_is_an_error(lake):
+    extract(lake, B1, {"currency": BATCH_CSVS["currency"]})
+    doc = lake.ingestion_manifest(B1)
+    doc.tables["currency"].rows = 4
+    (lake.ingestion.root / manifest_key(B1)).write_bytes(doc.to_json())
+    with pytest.raises(IngestionFormatError, match="3 rows, but the batch manifest says 4"):
+        transform_batch(lake, B1)
+
+
+def test_remodel_errors_name_the_batch(lake):
+    extract(lake, B1, {"staff": BATCH_CSVS["staff"]})  # no department ever extracted
+    with pytest.raises(RemodelError, match=f"batch {B1}: staff staff_id 1: department_id 2"):
+        transform_batch(lake, B1)

@@ -1,0 +1,115 @@
+"""Names shared by the CDK app, the state machine definition and the local runner.
+
+The deployed stacks and the laptop run build the same resources (three functions, an alert
+topic, a state machine) from the same definition file, so every name they share is spelled
+here once: stages and their states, physical names, metric names, and the definition with
+its ``${Placeholder}`` substitutions. Pure Python: the Lambdas import it too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+PROJECT = "terrific-totes"
+
+# The pipeline's stages in execution order; each is one Lambda function and one Task state.
+STAGES: tuple[str, ...] = ("extract", "transform", "load")
+STAGE_STATES: dict[str, str] = {"extract": "Extract", "transform": "Transform", "load": "Load"}
+
+# CloudWatch metrics the handlers publish (Embedded Metric Format) and the alarms watch.
+METRICS_NAMESPACE = "TerrificTotes"
+ROW_METRICS: dict[str, str] = {
+    "extract": "RowsExtracted",
+    "transform": "RowsTransformed",
+    "load": "RowsLoaded",
+}  # dimension: table
+DURATION_METRIC = "RunDurationSeconds"  # dimension: stage
+
+# The definition file (statemachine/pipeline.asl.json, installed as totes.statemachine).
+DEFINITION_PACKAGE = "totes.statemachine"
+DEFINITION_FILE_NAME = "pipeline.asl.json"
+PLACEHOLDERS = frozenset(
+    {
+        "ExtractFunctionArn",
+        "TransformFunctionArn",
+        "LoadFunctionArn",
+        "AlertTopicArn",
+        "RetryIntervalSeconds",
+        "ExecutionTimeoutSeconds",
+        "Region",
+    }
+)
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+class DefinitionError(ValueError):
+    """The definition file and the values given for its placeholders do not match."""
+
+
+@dataclass(frozen=True)
+class Names:
+    """Physical names of one deployment (``environment``: dev, prod, local ...)."""
+
+    environment: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{PROJECT}-{self.environment}"
+
+    def function(self, stage: str) -> str:
+        if stage not in STAGES:
+            raise KeyError(f"{stage!r} is not a pipeline stage {STAGES}")
+        return f"{self.prefix}-{stage}"
+
+    @property
+    def functions(self) -> dict[str, str]:
+        return {stage: self.function(stage) for stage in STAGES}
+
+    @property
+    def alert_topic(self) -> str:
+        return f"{self.prefix}-alerts"
+
+    @property
+    def state_machine(self) -> str:
+        return f"{self.prefix}-pipeline"
+
+    def stage_of(self, function_name_or_arn: str) -> str:
+        """The stage whose function this is (a name, or an ARN with optional qualifier)."""
+        name = function_name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
+        for stage in STAGES:
+            if name == self.function(stage):
+                return stage
+        raise KeyError(f"{function_name_or_arn!r} is not a function of {self.prefix}")
+
+
+def definition_path() -> str:
+    """The definition file's path (CDK uploads it as an asset)."""
+    return str(resources.files(DEFINITION_PACKAGE).joinpath(DEFINITION_FILE_NAME))
+
+
+def read_definition() -> str:
+    return resources.files(DEFINITION_PACKAGE).joinpath(DEFINITION_FILE_NAME).read_text("utf-8")
+
+
+def placeholders_in(definition: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(definition))
+
+
+def check_substitutions(definition: str, values: Mapping[str, object]) -> None:
+    """Every placeholder in the file is given a value, and every value is used."""
+    found = placeholders_in(definition)
+    missing, unused = found - set(values), set(values) - found
+    if missing or unused:
+        raise DefinitionError(
+            f"{DEFINITION_FILE_NAME} placeholders do not match: missing {sorted(missing)}, "
+            f"unused {sorted(unused)}"
+        )
+
+
+def substitute(definition: str, values: Mapping[str, object]) -> str:
+    """Fill ``${Name}`` placeholders the way CDK's ``definition_substitutions`` does."""
+    check_substitutions(definition, values)
+    return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), definition)

