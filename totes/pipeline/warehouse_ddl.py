@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
+from totes.pipeline.warehouse_views import view_ddl
 from totes.schema.warehouse import WAREHOUSE_TABLES, Column, WarehouseTable, warehouse_table
 
 # The register of loaded batches: one row per batch, written in the batch's transaction.
@@ -65,4 +66,5 @@ def warehouse_ddl() -> list[sql.Composable]:
             " loaded_at timestamptz NOT NULL DEFAULT now(), rows_written jsonb NOT NULL)"
         ).format(sql.Identifier(BATCH_TABLE))
     )
+    statements.extend(view_ddl())  # the deletion register and the views (warehouse_views.py)
     return statements
