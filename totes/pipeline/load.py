@@ -33,7 +33,7 @@ from totes.pipeline.warehouse_ddl import (
     foreign_key_name,
     warehouse_ddl,
 )
-from totes.schema.warehouse import WAREHOUSE_TABLES, WarehouseTable
+from totes.schema.warehouse import TIME_FORMAT, WAREHOUSE_TABLES, WarehouseTable
 
 LOAD_LOCK_ID = 7_146_203_952
 # Above this many rows, a fact table's foreign keys are checked once, in bulk, instead of
@@ -67,6 +67,8 @@ def ensure_warehouse(conn: Connection) -> None:
 
 def _read_parquet(lake: Lake, key: str, table: WarehouseTable) -> pl.DataFrame:
     frame = pl.read_parquet(io.BytesIO(lake.processed.get(key)))
+    # Lakes written before times of day became text hold Parquet TIME columns: same values.
+    frame = frame.with_columns(pl.col(pl.Time).dt.strftime(TIME_FORMAT))
     if frame.schema != table.polars_schema:
         raise LoadError(
             f"{table.name} ({lake.processed.location(key)}): columns/types "

@@ -68,3 +68,33 @@ def test_a_fact_without_its_dimension_row_fails_the_whole_batch(
     assert rows(warehouse_dsn, "SELECT count(*) FROM dim_staff") == {(0,)}  # nothing partial
     assert rows(warehouse_dsn, "SELECT count(*) FROM etl_loaded_batch") == {(0,)}
     assert broken.loaded_batches() == []
+
+
+def test_a_lake_written_before_times_became_text_still_loads(
+    transformed, totesys_dsn, warehouse_dsn, tmp_path
+):
+    """Parquet files of older lakes hold times of day as Parquet TIME: the same values."""
+    import io
+
+    import polars as pl
+
+    lake, batch_id = transformed
+    legacy = Lake.from_uri(str(tmp_path / "legacy"))
+    manifest = lake.processed_manifest(batch_id)
+    for output in manifest.tables.values():
+        if output.key:
+            frame = pl.read_parquet(io.BytesIO(lake.processed.get(output.key)))
+            frame = frame.with_columns(pl.col("^.*_time$").str.to_time("%H:%M:%S%.3f"))
+            buffer = io.BytesIO()
+            frame.write_parquet(buffer)
+            legacy.processed.put_new(output.key, buffer.getvalue())
+    legacy.processed.put_new(manifest_key(batch_id), manifest.to_json())
+    sales = pl.read_parquet(
+        io.BytesIO(legacy.processed.get(manifest.tables["fact_sales_order"].key))
+    )
+    assert sales.schema["created_time"] == pl.Time
+
+    with connect(warehouse_dsn) as conn:
+        load_batches(conn, legacy, [batch_id])
+
+    assert differences(totesys_dsn, warehouse_dsn) == {}
