@@ -14,8 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from totes.analytics.warehouse import load_dotenv_file
-from totes.local.embedded_postgres import state_dir
+from totes.analytics.warehouse import load_dotenv_file, use_project_state_dir
 from totes.pipeline.lake import Lake
 from totes.schema.warehouse import TIME_FORMAT, warehouse_table
 
@@ -25,7 +24,7 @@ LAKE = "LAKE"
 def local_lake() -> Lake:
     """``$LAKE`` (``.env`` included), else the lake folder that ``make run`` writes."""
     load_dotenv_file()
-    return Lake.from_uri(os.environ.get(LAKE) or str(state_dir() / "lake"))
+    return Lake.from_uri(os.environ.get(LAKE) or str(use_project_state_dir() / "lake"))
 
 
 def scan(lake: Lake, table: str) -> pl.LazyFrame:

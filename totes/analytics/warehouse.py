@@ -16,6 +16,7 @@ import polars as pl
 import psycopg2
 from psycopg2 import sql
 
+from totes.local.embedded_postgres import DEFAULT_STATE_DIR, STATE_DIR_ENV, state_dir
 from totes.local.psql import without_password
 from totes.pipeline.warehouse_views import VIEW_NAMES
 
@@ -37,12 +38,28 @@ def load_dotenv_file() -> Path | None:
     return Path(found)
 
 
+def use_project_state_dir() -> Path:
+    """The local state folder ``make run`` uses, found from inside the repository too.
+
+    A notebook's kernel runs in ``notebooks/``: without this, ``.state`` would mean a new,
+    empty ``notebooks/.state``. ``$TOTES_STATE_DIR`` still wins when set.
+    """
+    if STATE_DIR_ENV not in os.environ:
+        here = Path.cwd().resolve()
+        for folder in (here, *here.parents):
+            if (folder / DEFAULT_STATE_DIR).is_dir() or (folder / "pyproject.toml").is_file():
+                os.environ[STATE_DIR_ENV] = str(folder / DEFAULT_STATE_DIR)
+                break
+    return state_dir()
+
+
 def warehouse_dsn() -> str:
     """``$WAREHOUSE_DSN`` (``.env`` included), else the local embedded warehouse's DSN."""
     load_dotenv_file()
     configured = os.environ.get(WAREHOUSE_DSN)
     if configured:
         return configured
+    use_project_state_dir()
     from totes.local import environment  # starts the embedded server in this process
 
     return environment.warehouse_dsn()
