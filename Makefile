@@ -1,13 +1,15 @@
 # Terrific Totes data platform. Every target creates the virtual environment when missing.
 PYTHON ?= python3
 VENV := .venv
+# Jupyter refuses to run as root without being told (containers, CI machines).
+JUPYTER_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .DEFAULT_GOAL := help
-.PHONY: help all create-environment requirements dev-setup run psql test test-unit \
+.PHONY: help all create-environment requirements dev-setup run psql notebook pictures test test-unit \
         test-integration test-cdk lint format security audit coverage run-checks bench clean
 
 help: ## List the targets
@@ -23,6 +25,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[local,dev]'
 	@touch $(STAMP)
 
+# The analysts' notebook extra, on top of the above: `make notebook`, `make pictures` and the
+# tests (which run the notebook) install it.
+NOTEBOOK_STAMP := $(VENV)/.installed-notebook
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[notebook]'
+	@touch $(NOTEBOOK_STAMP)
+
 create-environment: $(BIN)/python ## Create the virtual environment (.venv)
 
 requirements: $(STAMP) ## Install the project and its dependencies into .venv
@@ -33,16 +42,26 @@ dev-setup: requirements ## Everything a developer needs (same as requirements, p
 run: requirements ## Start the embedded PostgreSQL, seed ToteSys the first time, run the pipeline
 	$(BIN)/totes demo
 
-psql: requirements ## Open the warehouse in psql (the embedded one, or $$WAREHOUSE_DSN)
+psql: requirements ## Open the warehouse in psql (the embedded one, or WAREHOUSE_DSN)
 	@$(BIN)/totes psql
 
-test: requirements layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
+# The kernel runs in notebooks/: TOTES_STATE_DIR points it at this folder's .state. A fresh
+# clone gets a warehouse first (`totes demo`) unless WAREHOUSE_DSN names another one.
+notebook: $(NOTEBOOK_STAMP) ## Open the analysts' notebook in JupyterLab (local warehouse, or WAREHOUSE_DSN)
+	@test -n "$$WAREHOUSE_DSN" || grep -qs '^WAREHOUSE_DSN=' .env || test -d .state/lake/processed \
+		|| $(BIN)/totes demo
+	TOTES_STATE_DIR=$(CURDIR)/.state $(BIN)/jupyter lab $(JUPYTER_FLAGS) notebooks/warehouse_tour.ipynb
+
+pictures: $(NOTEBOOK_STAMP) ## Draw the README's plots (docs/images/*.png) from a generated warehouse
+	$(BIN)/python -m totes.analytics.pictures --out docs/images
+
+test: requirements $(NOTEBOOK_STAMP) layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
 	$(BIN)/pytest -q
 
-test-unit: requirements ## Fast tier: no database, no CDK
+test-unit: requirements $(NOTEBOOK_STAMP) ## Fast tier: no database, no CDK
 	$(BIN)/pytest -q tests/unit
 
-test-integration: requirements ## Embedded PostgreSQL, moto, the real state machine
+test-integration: requirements $(NOTEBOOK_STAMP) ## Embedded PostgreSQL, moto, the real state machine
 	$(BIN)/pytest -q tests/integration
 
 test-cdk: requirements layer-setup ## Synthesise the CDK app and assert on the templates
@@ -63,7 +82,7 @@ security: requirements ## Security lint (ruff's bandit rules, S)
 audit: requirements ## Known vulnerabilities in the installed dependencies
 	$(BIN)/pip-audit --skip-editable --progress-spinner off
 
-coverage: requirements layer-setup ## Tests with a coverage report; fails under 90%
+coverage: requirements $(NOTEBOOK_STAMP) layer-setup ## Tests with a coverage report; fails under 90%
 	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=90
 
 run-checks: lint security audit coverage ## Lint, security lint, dependency audit, tests with coverage
