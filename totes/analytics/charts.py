@@ -247,14 +247,28 @@ def fact_changes(frame: pl.DataFrame) -> Figure:
         what=pl.col("fact_table").str.strip_prefix("fact_") + ": " + pl.col("column_name")
     )
     counts = named.group_by("what").len().sort("len")
-    what.barh(counts["what"].to_list(), counts["len"].to_list(), color=_colour(0))
+    what.barh(counts["what"].to_list(), counts["len"].to_list(), color=_colour(0), height=0.5)
+    what.set_ylim(-1, max(counts.height, 3))  # a lone bar stays a bar, not a block
     what.set_title("Which column changed")
     what.set_xlabel("Changes (versions that changed the column)")
     what.set_ylabel("Table: column")
-    per_day = named.group_by("changed_date", "fact_table").len().sort("changed_date", "fact_table")
+    what.xaxis.set_major_locator(MaxNLocator(integer=True))
+    per_day = named.group_by("changed_date", "fact_table").len().sort("changed_date")
+    bottom: dict = {}
     for i, table in enumerate(sorted(per_day["fact_table"].unique())):
         rows = per_day.filter(pl.col("fact_table") == table)
-        when.plot(rows["changed_date"], rows["len"], marker="o", color=_colour(i), label=table)
+        days = rows["changed_date"].to_list()
+        when.bar(
+            days,
+            rows["len"].to_list(),
+            bottom=[bottom.get(d, 0) for d in days],
+            color=_colour(i),
+            label=table,
+        )
+        for day, n in zip(days, rows["len"].to_list(), strict=True):
+            bottom[day] = bottom.get(day, 0) + n
+    when.xaxis.set_major_formatter(DateFormatter("%d %b %Y"))
+    when.yaxis.set_major_locator(MaxNLocator(integer=True))
     when.set_title("When rows changed")
     when.set_xlabel("Date of the new version (last_updated)")
     when.set_ylabel("Changed columns per day")
