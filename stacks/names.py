@@ -22,7 +22,8 @@ from totes.contract import Names
 
 @dataclass(frozen=True)
 class DeploymentNames(Names):
-    """``Names`` plus what only the AWS deployment has: buckets and the dashboard."""
+    """``Names`` plus what only the AWS deployment has: buckets, the dashboard, the Glue
+    database, the Athena workgroup and the analysts' policy."""
 
     def bucket(self, lake: str) -> str:
         """``terrific-totes-<env>-<lake>-<account>-<region>``: unique, readable in the console."""
@@ -39,6 +40,23 @@ class DeploymentNames(Names):
     @property
     def access_logs_bucket(self) -> str:
         return self.bucket("access-logs")
+
+    @property
+    def athena_results_bucket(self) -> str:
+        return self.bucket("athena")
+
+    @property
+    def glue_database(self) -> str:
+        """``terrific_totes_<env>``: Athena needs no quoting for underscores (it does for -)."""
+        return self.prefix.replace("-", "_")
+
+    @property
+    def athena_workgroup(self) -> str:
+        return f"{self.prefix}-analysts"
+
+    @property
+    def analyst_policy(self) -> str:
+        return f"{self.prefix}-analyst-query"
 
     @property
     def dashboard(self) -> str:

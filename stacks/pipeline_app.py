@@ -1,10 +1,11 @@
-"""Assemble the app: five stacks, one per concern, and cdk-nag on every synth.
+"""Assemble the app: six stacks, one per concern, and cdk-nag on every synth.
 
     storage        the ingestion and processed lakes (and their access log bucket)
     alerts         the SNS topic and the email subscription
     functions      extract, transform, load (Lambda) with least-privilege roles
     orchestration  the state machine from statemachine/pipeline.asl.json, and its schedule
     monitoring     alarms to the topic, and the dashboard
+    analytics      Glue tables over the processed lake, the Athena workgroup (analysts)
 
 The stacks are environment-agnostic (no account or region at synth): synthesis needs no
 AWS credentials, and ``cdk deploy`` targets whatever account the caller's credentials are
@@ -22,6 +23,7 @@ from aws_cdk import App, Stage, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.alerts_stack import AlertsStack
+from stacks.analytics_stack import AnalyticsStack
 from stacks.config import DeployConfig
 from stacks.functions_stack import FunctionsStack
 from stacks.monitoring_stack import MonitoringStack
@@ -48,9 +50,17 @@ class PipelineStacks:
     functions: FunctionsStack
     orchestration: OrchestrationStack
     monitoring: MonitoringStack
+    analytics: AnalyticsStack
 
     def all(self) -> list:
-        return [self.storage, self.alerts, self.functions, self.orchestration, self.monitoring]
+        return [
+            self.storage,
+            self.alerts,
+            self.functions,
+            self.orchestration,
+            self.monitoring,
+            self.analytics,
+        ]
 
 
 def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks:
@@ -92,8 +102,13 @@ def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks
     functions.add_stack_dependency(storage)
     orchestration.add_stack_dependency(functions)
     orchestration.add_stack_dependency(alerts)
+    analytics = AnalyticsStack(
+        app, config.names.stack("Analytics"), config=config,
+        description="Terrific Totes: the processed lake in Athena (Glue tables, workgroup)",
+    )  # fmt: skip
     monitoring.add_stack_dependency(orchestration)
-    stacks = PipelineStacks(storage, alerts, functions, orchestration, monitoring)
+    analytics.add_stack_dependency(storage)
+    stacks = PipelineStacks(storage, alerts, functions, orchestration, monitoring, analytics)
     for stack in stacks.all():
         # Cost allocation tags (activate them once in the Billing console).
         Tags.of(stack).add("project", PROJECT)
