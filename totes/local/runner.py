@@ -35,7 +35,14 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import default_user_config
 from moto.sns.models import sns_backends
 
-from totes.contract import STAGE_STATES, STAGES, Names, read_definition, substitute
+from totes.contract import (
+    DEFAULT_RUNBOOK_URL,
+    STAGE_STATES,
+    STAGES,
+    Names,
+    read_definition,
+    substitute,
+)
 from totes.local.invoke import environment, make_invoke
 from totes.local.report import RunReport
 from totes.pipeline.observability import SERVICE
@@ -241,6 +248,7 @@ def _run_once(settings: RunSettings, names: Names) -> RunReport:
             "RetryIntervalSeconds": settings.retry_interval_seconds,
             "ExecutionTimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
             "Region": REGION,
+            "RunbookUrl": DEFAULT_RUNBOOK_URL,
         },
     )
     machine_arn = sfn.create_state_machine(

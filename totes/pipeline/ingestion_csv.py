@@ -194,7 +194,9 @@ def read_ingestion_csv(data: bytes, table: str, key: str) -> CsvRows:
     pk = spec.primary_key
     for col in spec.columns:
         hits = text.filter(flags[col.name])
-        for row, value, pk_text in hits.select("_row", col.name, pk).iter_rows():
+        for row, value, pk_text in hits.select(
+            "_row", col.name, pl.col(pk).alias("_id")
+        ).iter_rows():
             bad_rows.add(row)
             rejections.append(
                 Rejection(table, row, _int_or_none(pk_text), col.name, value, _reason(col, value))

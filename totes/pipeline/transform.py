@@ -185,8 +185,9 @@ def _quarantine_frame(batch: _Batch, table: str, rejections: list[Rejection]) ->
     if read is None:  # rejected while building a dimension from the state
         return reasons
     as_text = [pl.col(c).cast(pl.String) for c in source_table(table).column_names]
-    good = read.frame.select(as_text).with_columns(pl.Series("_row", read.rows, pl.Int64))
-    bad = read.rejected_text.select("_row", *as_text).with_columns(pl.col("_row").cast(pl.Int64))
+    row_number = pl.col("_row").cast(pl.Int64)
+    good = read.frame.with_columns(pl.Series("_row", read.rows)).select(row_number, *as_text)
+    bad = read.rejected_text.select(row_number, *as_text)
     rows = pl.concat([good, bad])
     return reasons.join(rows, left_on="row", right_on="_row", how="left")
 
