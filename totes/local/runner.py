@@ -37,7 +37,6 @@ from moto.sns.models import sns_backends
 
 from totes.contract import (
     DEFAULT_RUNBOOK_URL,
-    STAGE_STATES,
     STAGES,
     Names,
     read_definition,
@@ -305,11 +304,10 @@ def _stage_outputs(sfn: Any, execution_arn: str, described: dict) -> dict[str, d
         details = event.get("stateExitedEventDetails")
         if not details:
             continue
-        for stage, state in STAGE_STATES.items():
-            if details.get("name") == state:
-                data = json.loads(details.get("output") or "{}")
-                if isinstance(data, dict) and isinstance(data.get(stage), dict):
-                    outputs[stage] = data[stage]
+        data = json.loads(details.get("output") or "{}")
+        for stage in STAGES:
+            if isinstance(data, dict) and isinstance(data.get(stage), dict):
+                outputs[stage] = data[stage]
     if described.get("output"):
         final = json.loads(described["output"])
         if isinstance(final, dict):

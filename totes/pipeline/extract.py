@@ -133,42 +133,52 @@ def _row_hash(table: SourceTable) -> sql.Composable:
     )
 
 
+def _selection(
+    table: SourceTable, ids: list[int] | None, buckets: list[int] | None
+) -> sql.Composable:
+    """A WHERE clause: every row when ``ids`` is None, else those with the given ids or in
+    the given buckets. Values are literals (COPY takes no parameters), never text."""
+    if ids is None:
+        return sql.SQL("")
+    return sql.SQL(
+        " WHERE {pk} = ANY({ids}::integer[]) OR {pk} / {width} = ANY({b}::integer[])"
+    ).format(
+        pk=sql.Identifier(table.primary_key),
+        ids=sql.Literal(ids),
+        width=sql.Literal(BUCKET_WIDTH),
+        b=sql.Literal(buckets or []),
+    )
+
+
 def _copy_csv(
     conn: Connection, table: SourceTable, ids: list[int] | None, buckets: list[int] | None
 ) -> bytes:
-    """The table's rows as CSV, by COPY: all when ``ids`` is None, else those with the
-    given ids or in the given buckets."""
+    """The selected rows of the table as CSV, by COPY."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-    pk = sql.Identifier(table.primary_key)
-    where = sql.SQL("")
-    if ids is not None:
-        where = sql.SQL(" WHERE {pk} = ANY({ids}::integer[]) OR {pk} / {w} = ANY({b}::integer[])")
-        where = where.format(
-            pk=pk,
-            ids=sql.Literal(ids),
-            w=sql.Literal(BUCKET_WIDTH),
-            b=sql.Literal(buckets or []),
-        )
     query = sql.SQL(
         "COPY (SELECT {columns} FROM {table}{where} ORDER BY {pk}) TO STDOUT"
         " WITH (FORMAT csv, HEADER true)"
-    ).format(columns=columns, table=sql.Identifier(table.name), where=where, pk=pk)
+    ).format(
+        columns=columns,
+        table=sql.Identifier(table.name),
+        where=_selection(table, ids, buckets),
+        pk=sql.Identifier(table.primary_key),
+    )
     buffer = io.BytesIO()
     with conn.cursor() as cur:
         cur.copy_expert(query, buffer)
     return buffer.getvalue()
 
 
-def _count_rows(conn: Connection, table: SourceTable, ids: list[int] | None, buckets) -> int:
+def _count_rows(
+    conn: Connection, table: SourceTable, ids: list[int] | None, buckets: list[int] | None
+) -> int:
     # Counted in the same snapshot as the COPY (quoted newlines make line counts wrong).
-    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.name))
-    params: tuple = ()
-    if ids is not None:
-        query += sql.SQL(" WHERE {pk} = ANY(%s::integer[]) OR {pk} / %s = ANY(%s::integer[])")
-        query = query.format(pk=sql.Identifier(table.primary_key))
-        params = (ids, BUCKET_WIDTH, buckets or [])
+    query = sql.SQL("SELECT count(*) FROM {}{}").format(
+        sql.Identifier(table.name), _selection(table, ids, buckets)
+    )
     with conn.cursor() as cur:
-        cur.execute(query, params)
+        cur.execute(query)
         return cur.fetchone()[0]
 
 
@@ -289,10 +299,12 @@ def _extract_table(
             return _TableRun(TableExtract(rows=0, key=None, watermark=None))
         watermark = min(max_seen, now_iso)
         window = _window_hashes(conn, table, watermark)
-        return _full_copy(
+        run = _full_copy(
             conn, table, watermark, future, _recent(window, watermark),
             checksums=bucket_checksums(conn, table), checksums_key=None,
         )  # fmt: skip
+        run.extract.changed_rows = run.extract.rows  # all of it is new to the lake
+        return run
 
     window = _window_hashes(conn, table, before.watermark)
     seen = base.previous.recent.get(table.name, {})
@@ -313,13 +325,16 @@ def _extract_table(
         stored = source if changed or checksums_key is None else None
 
     if table.name in FULL_COPY_TABLES and (new_ids or changed or full_copy is None):
-        return _full_copy(
+        run = _full_copy(
             conn, table, watermark, future, recent, checksums=stored, checksums_key=checksums_key
         )
+        run.extract.changed_rows = len(new_ids)
+        return run
     extract = TableExtract(
         rows=0,
         key=None,
         watermark=watermark,
+        changed_rows=len(new_ids),
         future_rows=future,
         snapshot=Snapshot(BUCKET_WIDTH, tuple(changed)) if changed else None,
         checksums=checksums_key,
@@ -431,9 +446,11 @@ def run_extract(lake: Lake, source_dsn: str, settings: ExtractSettings | None = 
     with connect(source_dsn, application_name="totes-extract") as conn:
         outcome = extract_batch(conn, lake, settings)
     manifest = outcome.manifest
+    tables = manifest.tables if manifest else {}
     return {
         "batch_id": manifest.batch_id if manifest else None,
         "rows": manifest.rows if manifest else 0,
-        "tables": {t: e.rows for t, e in manifest.tables.items() if e.rows} if manifest else {},
+        "tables": {t: e.rows for t, e in tables.items() if e.rows},
+        "changed": {t: e.changed_rows for t, e in tables.items() if e.changed_rows},
         "warnings": "\n".join(outcome.warnings),
     }

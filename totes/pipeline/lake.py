@@ -126,6 +126,9 @@ class TableExtract:
     rows: int
     key: str | None  # the CSV; None when the batch has no rows for the table
     watermark: str | None  # largest last_updated seen so far (ISO, ms), from the data
+    # Of ``rows``, those found by their last_updated; the rest were re-read whole (a first
+    # extract, a full copy, a reconciled bucket) and are mostly unchanged.
+    changed_rows: int = 0
     future_rows: int = 0  # rows whose last_updated was after the source's clock
     snapshot: Snapshot | None = None  # id ranges this CSV holds completely (see Snapshot)
     # The latest bucket checksums of the source (a reconciliation's baseline), carried

@@ -299,6 +299,8 @@ def _mark_deletions(
 ) -> int:
     """Ids the batch holds completely (its snapshot) but without a row are marked deleted;
     ids it has rows for are unmarked. Rows set aside (quarantined) exist: never deleted."""
+    if table.source is None:  # dim_date: generated, not a copy of source rows
+        return 0
     key, register = sql.Identifier(table.key), sql.Identifier(DELETED_TABLE)
     absent = sql.SQL("true")
     if staging is not None:

@@ -17,7 +17,7 @@ from totes.schema.source import SOURCE_TABLE_NAMES
 
 def extract(dsn: str, lake: Lake):
     with connect(dsn) as conn:
-        return extract_batch(conn, lake)
+        return extract_batch(conn, lake).manifest
 
 
 def test_only_the_eleven_tables_are_extracted(totesys_dsn, tmp_path):
@@ -30,7 +30,7 @@ def test_only_the_eleven_tables_are_extracted(totesys_dsn, tmp_path):
     manifest = extract(totesys_dsn, lake)
     assert list(manifest.tables) == list(SOURCE_TABLE_NAMES)
     tables_in_lake = {key.split("/")[0] for key in lake.ingestion.list()}
-    assert tables_in_lake == {*SOURCE_TABLE_NAMES, "_manifests"}
+    assert tables_in_lake == {*SOURCE_TABLE_NAMES, "_manifests", "_checksums"}
 
 
 def test_csv_round_trips_nulls_empty_strings_and_awkward_text(totesys_dsn, tmp_path):
