@@ -15,7 +15,8 @@ CURRENT_STATE_FROM_SOURCE = {
                               postal_code, country, phone FROM address""",
     "dim_currency": """SELECT currency_id, currency_code,
                               CASE currency_code WHEN 'GBP' THEN 'Pound Sterling'
-                                   WHEN 'USD' THEN 'US Dollar' WHEN 'EUR' THEN 'Euro' END
+                                   WHEN 'USD' THEN 'US Dollar' WHEN 'EUR' THEN 'Euro'
+                                   WHEN 'CHF' THEN 'Swiss Franc' END
                          FROM currency""",
     "dim_design": "SELECT design_id, design_name, file_location, file_name FROM design",
     "dim_counterparty": """SELECT c.counterparty_id, c.counterparty_legal_name, a.address_line_1,

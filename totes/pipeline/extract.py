@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
@@ -389,10 +390,13 @@ def extract_batch(
     try:
         return _extract_locked(conn, lake, settings or ExtractSettings())
     finally:
-        conn.rollback()
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", (EXTRACT_LOCK_ID,))
+        try:
+            conn.rollback()
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (EXTRACT_LOCK_ID,))
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            pass  # the session is gone, and its lock with it; the first error is what counts
 
 
 def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> ExtractOutcome:
@@ -400,25 +404,31 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
     base = _base(lake)
     conn.autocommit = False
     conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-    warnings = check_source_schema(conn)
+    schema_warnings = sorted(check_source_schema(conn))
     with conn.cursor() as cur:
         cur.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
         now: datetime = cur.fetchone()[0]
     batch_id = batch_id_at(now)
     runs = {table.name: _extract_table(conn, table, base, now, settings) for table in SOURCE_TABLES}
     conn.commit()
+    # Told once, when they appear (logged every run): a run every 10 minutes would
+    # otherwise repeat the same email until someone fixes ToteSys.
+    known_schema = base.previous.schema_warnings if base.previous else []
+    warnings = [w for w in schema_warnings if w not in known_schema]
     for name, run in runs.items():
-        if run.extract.future_rows:
+        before = base.previous.tables.get(name) if base.previous else None
+        if run.extract.future_rows > (before.future_rows if before else 0):
             warnings.append(
                 f"table {name!r}: {run.extract.future_rows} rows have a last_updated after "
                 f"the source's clock ({now.isoformat(timespec='seconds')}); delivered, and the "
                 "watermark is held at the clock"
             )
-    for warning in warnings:
+    for warning in schema_warnings:
         logger.warning(warning)
     warnings = warnings[:MAX_WARNINGS]
-    if not any(run.data is not None for run in runs.values()) and not base.repairs:
-        return ExtractOutcome(None, warnings)
+    has_data = any(run.data is not None for run in runs.values())
+    if not has_data and not base.repairs and schema_warnings == known_schema:
+        return ExtractOutcome(None, [])
     for name, run in runs.items():
         if run.data is not None:
             run.extract.key = csv_key(name, batch_id)
@@ -435,6 +445,7 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
         repairs=base.repairs,
         repaired=base.repaired,
         warnings=warnings,
+        schema_warnings=schema_warnings,
     )
     # Last: the manifest is what makes the batch, and its new watermarks, visible.
     lake.ingestion.put_new(manifest_key(batch_id), manifest.to_json())

@@ -165,7 +165,8 @@ class IngestionManifest:
     recent: dict[str, dict[str, str]] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)  # every skip repaired so far
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what this batch reported
+    schema_warnings: list[str] = field(default_factory=list)  # the source schema's state
 
     @property
     def rows(self) -> int:

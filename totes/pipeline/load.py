@@ -298,7 +298,8 @@ def _mark_deletions(
     batch_id: str,
 ) -> int:
     """Ids the batch holds completely (its snapshot) but without a row are marked deleted;
-    ids it has rows for are unmarked. Rows set aside (quarantined) exist: never deleted."""
+    ids it has rows for are unmarked. Rows set aside (quarantined) or waiting for their
+    dimension rows exist: never deleted."""
     if table.source is None:  # dim_date: generated, not a copy of source rows
         return 0
     key, register = sql.Identifier(table.key), sql.Identifier(DELETED_TABLE)
@@ -314,6 +315,10 @@ def _mark_deletions(
         absent = sql.SQL("NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{})").format(
             staging, key, key
         )
+    # A row waiting for its dimension row exists too.
+    absent = sql.SQL(
+        "{} AND NOT EXISTS (SELECT 1 FROM {} w WHERE w.table_name = {} AND w.id = t.{})"
+    ).format(absent, sql.Identifier(WAITING_TABLE), sql.Literal(table.name), key)
     snapshot = output.snapshot
     if snapshot is None:
         return 0
@@ -380,6 +385,8 @@ def _load_table(
                         done.written[table.name] = _append_facts(cur, table, staging, batch_id)
                 else:
                     done.written[table.name] = _append_facts(cur, table, staging, batch_id)
+        except psycopg2.OperationalError:
+            raise  # the server went away: retried as DatabaseUnavailableError (see db.connect)
         except psycopg2.Error as exc:
             raise LoadError(
                 f"batch {batch_id}, table {table.name} ({lake.processed.location(output.key)}): "
