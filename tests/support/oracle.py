@@ -47,7 +47,7 @@ CURRENT_STATE_FROM_SOURCE = {
 # The warehouse side: the published columns of the rows that are current: not marked
 # deleted, and for facts the latest version of each id (latest last_updated, then the
 # latest batch: a silent edit keeps its last_updated).
-_PUBLISHED = {
+PUBLISHED_COLUMNS = {
     "dim_staff": "staff_id, first_name, last_name, department_name, location, email_address",
     "dim_location": "location_id, address_line_1, address_line_2, district, city, postal_code,"
     " country, phone",
@@ -77,7 +77,7 @@ _RECORD_IDS = {
 
 
 def _current(table: str) -> str:
-    columns = _PUBLISHED[table]
+    columns = PUBLISHED_COLUMNS[table]
     key = columns.split(",", 1)[0]
     not_deleted = (
         f"NOT EXISTS (SELECT 1 FROM etl_deleted_row r WHERE r.table_name = '{table}'"
@@ -92,7 +92,7 @@ def _current(table: str) -> str:
     )
 
 
-CURRENT_STATE_IN_WAREHOUSE = {table: _current(table) for table in _PUBLISHED}
+CURRENT_STATE_IN_WAREHOUSE = {table: _current(table) for table in PUBLISHED_COLUMNS}
 
 # Every date a fact references, with the calendar fields dim_date must carry for it.
 DATES_FROM_SOURCE = """

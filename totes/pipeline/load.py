@@ -36,7 +36,7 @@ from psycopg2.extras import Json
 
 from totes.pipeline.db import connect
 from totes.pipeline.errors import UndeliverableBatchError
-from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL
+from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
 from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
 from totes.pipeline.warehouse_ddl import (
     BATCH_TABLE,
@@ -587,6 +587,11 @@ def run_load(
     replay_what: str | None = None,
 ) -> dict:
     """The load stage: what its handler returns to the state machine."""
+    if replay_what not in (None, REPLAY_ALL, *WAREHOUSE_TABLE_NAMES):
+        raise InvalidInputError(
+            f"'replay' must be \"all\" or one of {', '.join(WAREHOUSE_TABLE_NAMES)};"
+            f" got {replay_what!r:.100}"
+        )
     with connect(warehouse_dsn, application_name="totes-load") as conn:
         if replay_what is not None:
             summary = replay(conn, lake, None if replay_what == REPLAY_ALL else replay_what)
