@@ -9,8 +9,9 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .DEFAULT_GOAL := help
-.PHONY: help all create-environment requirements dev-setup run psql notebook pictures test test-unit \
-        test-integration test-cdk lint format security audit coverage run-checks bench clean
+.PHONY: help all create-environment requirements dev-setup run psql notebook pictures test \
+        test-unit test-integration test-cdk lint format security audit coverage run-checks soak \
+        bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -86,6 +87,11 @@ coverage: requirements $(NOTEBOOK_STAMP) layer-setup ## Tests with a coverage re
 	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=90
 
 run-checks: lint security audit coverage ## Lint, security lint, dependency audit, tests with coverage
+
+SOAK_CYCLES ?= 60
+SOAK_SEED ?= 2026
+soak: requirements ## A long soak: the business moves on, random faults, then warehouse == ToteSys
+	TOTES_SOAK_CYCLES=$(SOAK_CYCLES) TOTES_SOAK_SEED=$(SOAK_SEED) $(BIN)/pytest -q -s tests/integration/local/test_soak.py
 
 SCALE ?= 10
 bench: requirements ## Per-stage time, rows/s and peak memory beside the COPY floor (SCALE=10)

@@ -1,10 +1,15 @@
-"""Extract Lambda: ToteSys -> ingestion lake. Input ignored; output: batch id, counts, pending."""
+"""Extract Lambda: ToteSys -> ingestion lake. Input: {} or {"reconcile": true}."""
 
-from totes.pipeline.config import lake_from_env, source_dsn_from_env
-from totes.pipeline.extract import run_extract
+from totes.pipeline.config import lake_from_env, reconcile_interval_from_env, source_dsn_from_env
+from totes.pipeline.events import reconcile_requested
+from totes.pipeline.extract import ExtractSettings, run_extract
 from totes.pipeline.observability import stage_handler
 
 
 @stage_handler("extract")
 def handler(event: dict) -> dict:
-    return run_extract(lake_from_env(), source_dsn_from_env())
+    settings = ExtractSettings(
+        reconcile_interval=reconcile_interval_from_env(),
+        force_reconcile=reconcile_requested(event),
+    )
+    return run_extract(lake_from_env(), source_dsn_from_env(), settings)

@@ -1,4 +1,5 @@
-"""Transform Lambda: ingestion CSV -> processed Parquet. Input: {"batch_ids": [...]}."""
+"""Transform Lambda: ingestion CSV -> processed Parquet. Input: {} (every batch not yet
+transformed) or {"batch_ids": [...]}."""
 
 from totes.pipeline.config import lake_from_env
 from totes.pipeline.events import batch_ids_from

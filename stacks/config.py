@@ -14,6 +14,7 @@ from typing import Any
 from constructs import Node
 
 from stacks.names import DeploymentNames
+from totes.contract import DEFAULT_RUNBOOK_URL
 
 PREFIX = "totes:"
 
@@ -33,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 90,
     "executionTimeoutSeconds": 1200,
     "retryIntervalSeconds": 5,
+    "runbookUrl": DEFAULT_RUNBOOK_URL,
 }
 
 # Part of every physical name (S3 bucket names allow lower case, digits and hyphens).
@@ -63,6 +65,7 @@ class DeployConfig:
     log_retention_days: int
     execution_timeout_seconds: int
     retry_interval_seconds: int
+    runbook_url: str
 
     @property
     def names(self) -> DeploymentNames:
@@ -140,6 +143,7 @@ class DeployConfig:
             log_retention_days=_positive_int(merged, "logRetentionDays"),
             execution_timeout_seconds=timeout,
             retry_interval_seconds=_positive_int(merged, "retryIntervalSeconds"),
+            runbook_url=str(merged["runbookUrl"]).strip() or DEFAULT_RUNBOOK_URL,
         )
 
 

@@ -28,7 +28,7 @@ from stacks.config import DeployConfig
 from stacks.lambda_packaging import ARCHITECTURE, PYTHON_VERSION
 from stacks.nag_acknowledgments import Reason, acknowledge, acknowledge_wildcards
 from totes.contract import METRICS_NAMESPACE
-from totes.pipeline.lake import LOADED  # the load stage's "batch is in" hints: _loaded/
+from totes.pipeline.lake import SKIPPED  # operators' skip records: _skipped/
 
 RUNTIME = getattr(lambda_.Runtime, "PYTHON_" + PYTHON_VERSION.replace(".", "_"))
 LAMBDA_ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}[
@@ -126,6 +126,7 @@ class FunctionsStack(Stack):
                 "PROCESSED_BUCKET": processed.bucket_name,
             },
             "load": {
+                "INGESTION_BUCKET": ingestion.bucket_name,
                 "PROCESSED_BUCKET": processed.bucket_name,
                 "WAREHOUSE_DB_SECRET_ARN": self.warehouse_secret.secret_arn,
             },
@@ -136,8 +137,6 @@ class FunctionsStack(Stack):
             "extract": [
                 (_objects(["s3:GetObject", "s3:PutObject"], ingestion), Reason.OBJECT_WILDCARD),
                 (_list(ingestion), None),
-                # Only to see which batches are loaded already; nothing else of that lake.
-                (_list(processed, prefix=LOADED), None),
                 (_read_secret(self.source_secret), None),
             ],
             "transform": [
@@ -149,10 +148,9 @@ class FunctionsStack(Stack):
             "load": [
                 (_objects(["s3:GetObject"], processed), Reason.OBJECT_WILDCARD),
                 (_list(processed), None),
-                (
-                    _objects(["s3:PutObject"], processed, prefix=LOADED),
-                    Reason.OBJECT_WILDCARD,
-                ),
+                # Only the operators' skip records, to record skipped batches as skipped.
+                (_objects(["s3:GetObject"], ingestion, prefix=SKIPPED), Reason.OBJECT_WILDCARD),
+                (_list(ingestion, prefix=SKIPPED), None),
                 (_read_secret(self.warehouse_secret), None),
             ],
         }

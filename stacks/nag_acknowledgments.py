@@ -28,8 +28,8 @@ class Reason(StrEnum):
     OBJECT_WILDCARD = (
         "Object-level actions (GetObject/PutObject) can only be granted on object ARNs, "
         "i.e. <bucket-arn>/<prefix>*. The bucket is this pipeline's own and the action list "
-        "is explicit (never s3:*, never DeleteObject); write access to the processed lake by "
-        "the load stage is narrowed to the _loaded/ prefix."
+        "is explicit (never s3:*, never DeleteObject); the load stage reads nothing of the "
+        "ingestion lake but the operators' _skipped/ records and writes to no lake at all."
     )
     STATES_LOGS_AND_XRAY = (
         "The state machine role's only '*' statement holds the actions AWS requires for "

@@ -59,6 +59,7 @@ class OrchestrationStack(Stack):
             "RetryIntervalSeconds": str(config.retry_interval_seconds),
             "ExecutionTimeoutSeconds": str(config.execution_timeout_seconds),
             "Region": self.region,
+            "RunbookUrl": config.runbook_url,
         }
         check_substitutions(read_definition(), self.substitutions)
 

@@ -40,8 +40,11 @@ PLACEHOLDERS = frozenset(
         "RetryIntervalSeconds",
         "ExecutionTimeoutSeconds",
         "Region",
+        "RunbookUrl",
     }
 )
+# Where the alert emails point for "what to do" (the deployment may set its own URL).
+DEFAULT_RUNBOOK_URL = "docs/runbooks.md"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 

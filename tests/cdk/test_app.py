@@ -58,8 +58,8 @@ def test_every_acknowledgment_is_one_of_the_reviewed_reasons(assembly):
             "<AWS::AccountId>-<AWS::Region>/*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-processed-"
             "<AWS::AccountId>-<AWS::Region>/*]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-processed-"
-            "<AWS::AccountId>-<AWS::Region>/_loaded/*]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-ingestion-"
+            "<AWS::AccountId>-<AWS::Region>/_skipped/*]",
             # The analysts' policy: each warehouse table's prefix, and the query results.
             *(
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-"

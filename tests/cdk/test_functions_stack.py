@@ -85,6 +85,7 @@ def test_code_is_a_prebuilt_asset_per_function(functions, assembly):
         (
             "load",
             {
+                "INGESTION_BUCKET": f"terrific-totes-dev-ingestion-{ACCOUNT_REGION}",
                 "PROCESSED_BUCKET": f"terrific-totes-dev-processed-{ACCOUNT_REGION}",
                 "WAREHOUSE_DB_SECRET_ARN": SECRET_ARN + "totes/warehouse-db",
             },
@@ -131,12 +132,8 @@ def test_extract_grants(functions):
         ("s3:GetObject", f"{INGESTION}/*"),
         ("s3:PutObject", f"{INGESTION}/*"),
         ("s3:ListBucket", INGESTION),
-        ("s3:ListBucket", PROCESSED),
         ("secretsmanager:GetSecretValue", SECRET_ARN + "totes/source-db-??????"),
-    }
-    # The processed lake: only listing, and only the _loaded/ hints.
-    [listing] = [s for s in statements(functions, "ExtractRole") if s["Resource"] == [PROCESSED]]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["_loaded/", "_loaded/*"]}}
+    }  # nothing of the processed lake
 
 
 def test_transform_grants(functions):
@@ -153,9 +150,13 @@ def test_load_grants(functions):
     assert _data_grants(functions, "load") == {
         ("s3:GetObject", f"{PROCESSED}/*"),
         ("s3:ListBucket", PROCESSED),
-        ("s3:PutObject", f"{PROCESSED}/_loaded/*"),
+        ("s3:GetObject", f"{INGESTION}/_skipped/*"),
+        ("s3:ListBucket", INGESTION),
         ("secretsmanager:GetSecretValue", SECRET_ARN + "totes/warehouse-db-??????"),
-    }
+    }  # it writes nothing to the lake
+    # The ingestion lake: only the operators' skip records.
+    [listing] = [s for s in statements(functions, "LoadRole") if s["Resource"] == [INGESTION]]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["_skipped/", "_skipped/*"]}}
 
 
 def test_no_broad_or_destructive_action_anywhere(assembly):

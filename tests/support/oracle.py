@@ -15,7 +15,8 @@ CURRENT_STATE_FROM_SOURCE = {
                               postal_code, country, phone FROM address""",
     "dim_currency": """SELECT currency_id, currency_code,
                               CASE currency_code WHEN 'GBP' THEN 'Pound Sterling'
-                                   WHEN 'USD' THEN 'US Dollar' WHEN 'EUR' THEN 'Euro' END
+                                   WHEN 'USD' THEN 'US Dollar' WHEN 'EUR' THEN 'Euro'
+                                   WHEN 'CHF' THEN 'Swiss Franc' END
                          FROM currency""",
     "dim_design": "SELECT design_id, design_name, file_location, file_name FROM design",
     "dim_counterparty": """SELECT c.counterparty_id, c.counterparty_legal_name, a.address_line_1,
@@ -43,43 +44,55 @@ CURRENT_STATE_FROM_SOURCE = {
                          FROM payment""",
 }
 
-# The warehouse side: the published columns, and for facts only the latest version of each id.
-CURRENT_STATE_IN_WAREHOUSE = {
-    "dim_staff": """SELECT staff_id, first_name, last_name, department_name, location,
-                           email_address FROM dim_staff""",
-    "dim_location": """SELECT location_id, address_line_1, address_line_2, district, city,
-                              postal_code, country, phone FROM dim_location""",
-    "dim_currency": "SELECT currency_id, currency_code, currency_name FROM dim_currency",
-    "dim_design": "SELECT design_id, design_name, file_location, file_name FROM dim_design",
-    "dim_counterparty": """SELECT counterparty_id, counterparty_legal_name,
-                                  counterparty_legal_address_line_1,
-                                  counterparty_legal_address_line_2, counterparty_legal_district,
-                                  counterparty_legal_city, counterparty_legal_postal_code,
-                                  counterparty_legal_country, counterparty_legal_phone_number
-                             FROM dim_counterparty""",
-    "dim_payment_type": "SELECT payment_type_id, payment_type_name FROM dim_payment_type",
-    "dim_transaction": """SELECT transaction_id, transaction_type, sales_order_id,
-                                 purchase_order_id FROM dim_transaction""",
-    "fact_sales_order": """SELECT DISTINCT ON (sales_order_id) sales_order_id, created_date,
-                                  created_time, last_updated_date, last_updated_time,
-                                  sales_staff_id, counterparty_id, units_sold, unit_price,
-                                  currency_id, design_id, agreed_payment_date,
-                                  agreed_delivery_date, agreed_delivery_location_id
-                             FROM fact_sales_order ORDER BY sales_order_id, sales_record_id DESC""",
-    "fact_purchase_order": """SELECT DISTINCT ON (purchase_order_id) purchase_order_id,
-                                     created_date, created_time, last_updated_date,
-                                     last_updated_time, staff_id, counterparty_id, item_code,
-                                     item_quantity, item_unit_price, currency_id,
-                                     agreed_delivery_date, agreed_payment_date,
-                                     agreed_delivery_location_id
-                                FROM fact_purchase_order
-                            ORDER BY purchase_order_id, purchase_record_id DESC""",
-    "fact_payment": """SELECT DISTINCT ON (payment_id) payment_id, created_date, created_time,
-                              last_updated_date, last_updated_time, transaction_id,
-                              counterparty_id, payment_amount, currency_id, payment_type_id, paid,
-                              payment_date
-                         FROM fact_payment ORDER BY payment_id, payment_record_id DESC""",
+# The warehouse side: the published columns of the rows that are current: not marked
+# deleted, and for facts the latest version of each id (latest last_updated, then the
+# latest batch: a silent edit keeps its last_updated).
+PUBLISHED_COLUMNS = {
+    "dim_staff": "staff_id, first_name, last_name, department_name, location, email_address",
+    "dim_location": "location_id, address_line_1, address_line_2, district, city, postal_code,"
+    " country, phone",
+    "dim_currency": "currency_id, currency_code, currency_name",
+    "dim_design": "design_id, design_name, file_location, file_name",
+    "dim_counterparty": "counterparty_id, counterparty_legal_name,"
+    " counterparty_legal_address_line_1, counterparty_legal_address_line_2,"
+    " counterparty_legal_district, counterparty_legal_city, counterparty_legal_postal_code,"
+    " counterparty_legal_country, counterparty_legal_phone_number",
+    "dim_payment_type": "payment_type_id, payment_type_name",
+    "dim_transaction": "transaction_id, transaction_type, sales_order_id, purchase_order_id",
+    "fact_sales_order": "sales_order_id, created_date, created_time, last_updated_date,"
+    " last_updated_time, sales_staff_id, counterparty_id, units_sold, unit_price, currency_id,"
+    " design_id, agreed_payment_date, agreed_delivery_date, agreed_delivery_location_id",
+    "fact_purchase_order": "purchase_order_id, created_date, created_time, last_updated_date,"
+    " last_updated_time, staff_id, counterparty_id, item_code, item_quantity, item_unit_price,"
+    " currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id",
+    "fact_payment": "payment_id, created_date, created_time, last_updated_date,"
+    " last_updated_time, transaction_id, counterparty_id, payment_amount, currency_id,"
+    " payment_type_id, paid, payment_date",
 }
+_RECORD_IDS = {
+    "fact_sales_order": "sales_record_id",
+    "fact_purchase_order": "purchase_record_id",
+    "fact_payment": "payment_record_id",
+}
+
+
+def _current(table: str) -> str:
+    columns = PUBLISHED_COLUMNS[table]
+    key = columns.split(",", 1)[0]
+    not_deleted = (
+        f"NOT EXISTS (SELECT 1 FROM etl_deleted_row r WHERE r.table_name = '{table}'"
+        f" AND r.id = t.{key})"
+    )
+    if table not in _RECORD_IDS:
+        return f"SELECT {columns} FROM {table} t WHERE {not_deleted}"
+    return (
+        f"SELECT DISTINCT ON ({key}) {columns} FROM {table} t WHERE {not_deleted}"
+        f" ORDER BY {key}, last_updated_date DESC, last_updated_time DESC, batch_id DESC,"
+        f" {_RECORD_IDS[table]} DESC"
+    )
+
+
+CURRENT_STATE_IN_WAREHOUSE = {table: _current(table) for table in PUBLISHED_COLUMNS}
 
 # Every date a fact references, with the calendar fields dim_date must carry for it.
 DATES_FROM_SOURCE = """

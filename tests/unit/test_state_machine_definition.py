@@ -18,6 +18,7 @@ from totes.contract import (
 )
 from totes.contract import STAGE_STATES as CONTRACT_STAGE_STATES
 from totes.pipeline.db import DatabaseUnavailableError
+from totes.pipeline.errors import UndeliverableBatchError
 
 # Stages that connect to a database, whose unreachability is worth retrying.
 STAGE_STATES = tuple(CONTRACT_STAGE_STATES.values())
@@ -36,7 +37,10 @@ VALUES = {
     "RetryIntervalSeconds": 7,
     "ExecutionTimeoutSeconds": 1800,
     "Region": "eu-west-2",
+    "RunbookUrl": "https://example.com/runbooks.md",
 }
+# The Lambda tasks: the three stages, and the replay (the load function, rebuilding).
+LAMBDA_TASKS = {**{state: state for state in STAGE_STATES}, "Replay": "Load"}
 
 
 @pytest.fixture(scope="module")
@@ -114,38 +118,39 @@ def test_the_lambda_tasks_are_the_three_stages(states: dict[str, dict]) -> None:
         for name, state in states.items()
         if state["Type"] == "Task" and state["Resource"] == "arn:aws:states:::lambda:invoke"
     }
-    assert lambda_tasks == set(STAGE_STATES)
-    for name in STAGE_STATES:
-        assert states[name]["Parameters"]["FunctionName"] == VALUES[f"{name}FunctionArn"]
+    assert lambda_tasks == set(LAMBDA_TASKS)
+    for name, stage in LAMBDA_TASKS.items():
+        assert states[name]["Parameters"]["FunctionName"] == VALUES[f"{stage}FunctionArn"]
 
 
-@pytest.mark.parametrize("name", STAGE_STATES)
+@pytest.mark.parametrize("name", LAMBDA_TASKS)
 def test_each_stage_has_the_same_retry_policy(states: dict[str, dict], name: str) -> None:
     (retrier,) = states[name]["Retry"]
     errors = set(retrier["ErrorEquals"])
     assert errors >= TRANSIENT_LAMBDA_ERRORS
     # Never retry everything: a bug or a bad batch fails the same way every time.
     assert not errors & {"States.ALL", "States.TaskFailed", "InjectedFailure"}
-    assert (DatabaseUnavailableError.__name__ in errors) == (name in DATABASE_STAGES)
+    assert (DatabaseUnavailableError.__name__ in errors) == (LAMBDA_TASKS[name] in DATABASE_STAGES)
     assert retrier["IntervalSeconds"] == VALUES["RetryIntervalSeconds"]
     assert retrier["MaxAttempts"] == 3
     assert retrier["BackoffRate"] == 2.0
     assert retrier["JitterStrategy"] == "FULL"
 
 
-@pytest.mark.parametrize("name", STAGE_STATES)
+@pytest.mark.parametrize("name", LAMBDA_TASKS)
 def test_each_stage_catches_everything_into_its_alert_path(
     states: dict[str, dict], name: str
 ) -> None:
     (catcher,) = states[name]["Catch"]
+    stage = name if name in STAGE_STATES else "Replay"
     assert catcher == {
         "ErrorEquals": ["States.ALL"],
         "ResultPath": "$.error",
-        "Next": f"{name} failed",
+        "Next": f"{stage} failed",
     }
     failed = states[catcher["Next"]]
     assert failed["Type"] == "Pass"
-    assert failed["Parameters"]["stage"] == name
+    assert failed["Parameters"]["stage"] == stage
     assert failed["Parameters"]["error.$"] == "$.error"
     assert "batch_id" in failed["Parameters"] or "batch_id.$" in failed["Parameters"]
 
@@ -178,12 +183,20 @@ def test_success_paths_never_touch_the_alert(definition: dict, states: dict[str,
         return [[name, *rest] for n in nexts for rest in normal_paths(n)]
 
     paths = normal_paths(definition["StartAt"])
+    run = ("Read input", "Replay?", "Extract", "Transform", "Load", "Anything to report?")
+    replay = (
+        "Read input", "Replay?", "Replay: nothing extracted", "Replay",
+        "Replay: no stage warnings", "Anything to report?",
+    )  # fmt: skip
     assert {tuple(p) for p in paths} == {
-        ("Extract", "Anything to load?", "Transform", "Load", "Loaded"),
-        ("Extract", "Anything to load?", "Nothing new"),
+        (*run, "Done"),
+        (*run, "Publish warnings", "Done"),
+        (*replay, "Done"),
+        (*replay, "Publish warnings", "Done"),
     }
     for path in paths:
         assert states[path[-1]]["Type"] == "Succeed"
+        assert "Publish alert" not in path
 
 
 def test_the_alert_is_readable(states: dict[str, dict]) -> None:
@@ -199,6 +212,8 @@ def test_the_alert_is_readable(states: dict[str, dict]) -> None:
         "$.detail.text",  # the Lambda errorMessage, not the raw JSON Cause
         "$$.Execution.Name",
         "$.batch_id",
+        "$.advice.text",  # what to do: retrying helps, or a person must act
+        "${RunbookUrl}".replace("${RunbookUrl}", VALUES["RunbookUrl"]),
         "$$.Execution.Id",
         f"https://{VALUES['Region']}.console.aws.amazon.com/states/home?region={VALUES['Region']}",
     ):
@@ -211,7 +226,7 @@ def test_the_alert_is_readable(states: dict[str, dict]) -> None:
 
 def test_every_way_to_the_alert_sets_the_detail_text(states: dict[str, dict]) -> None:
     # The message reads $.detail.text: each path into Publish alert must have set it.
-    for name in STAGE_STATES:
+    for name in (*STAGE_STATES, "Replay"):
         for path in paths_from(states, f"{name} failed"):
             before = path[: path.index("Publish alert")]
             assert any(states[s].get("ResultPath") == "$.detail" for s in before), path
@@ -223,7 +238,36 @@ def test_the_state_data_stays_small(states: dict[str, dict]) -> None:
         "batch_id.$",
         "rows.$",
         "tables.$",
-        "pending_batch_ids.$",
+        "changed.$",
+        "warnings.$",
     }
-    for name in STAGE_STATES:
-        assert states[name]["ResultPath"] == f"$.{name.lower()}"
+    for name, stage in LAMBDA_TASKS.items():
+        assert states[name]["ResultPath"] == f"$.{stage.lower()}"
+
+
+def _subclasses(cls: type) -> set[str]:
+    return {sub.__name__ for sub in cls.__subclasses__()} | {
+        name for sub in cls.__subclasses__() for name in _subclasses(sub)
+    }
+
+
+def test_every_undeliverable_batch_error_gets_the_skip_advice(states: dict[str, dict]) -> None:
+    # Importing the stages defines every subclass.
+    import totes.pipeline.load
+    import totes.pipeline.transform  # noqa: F401
+
+    choice = states["Can a retry help?"]["Choices"][0]
+    named = {rule["StringEquals"] for rule in choice["Or"]}
+    assert named == {UndeliverableBatchError.__name__} | _subclasses(UndeliverableBatchError)
+    assert choice["Next"] == "Advice: undeliverable batch"
+    advice = states["Advice: undeliverable batch"]["Result"]["text"]
+    assert "totes skip" in advice and "--reason" in advice
+
+
+def test_a_run_with_warnings_sends_one_warning_email(states: dict[str, dict]) -> None:
+    publish = states["Publish warnings"]
+    assert publish["Resource"] == "arn:aws:states:::sns:publish"
+    message = publish["Parameters"]["Message.$"]
+    for needed in ("$.extract.warnings", "$.transform.warnings", "$.load.warnings"):
+        assert needed in message
+    assert publish["Next"] == "Done"

@@ -51,8 +51,9 @@ def current(lake: Lake, table: str) -> pl.LazyFrame:
     """One row per natural id, as the warehouse holds it now.
 
     Facts: the version with the latest (last_updated_date, last_updated_time, batch_id),
-    the order of the warehouse's ``<fact>_current`` views. Dimensions: the latest batch's
-    row (the load's upsert never lets an older batch win).
+    the order of the warehouse's ``<fact>_current`` views (its ``batch_id`` may be a later
+    batch that re-read the same version; the warehouse keeps the first). Dimensions: the
+    latest batch's row (the load's upsert never lets an older batch win).
     """
     spec = warehouse_table(table)
     order = ["batch_id"]

@@ -15,10 +15,11 @@ MINUTES_PER_DAY = 24 * 60
 
 
 def run_pipeline(lake: Lake, source_dsn: str, warehouse_dsn: str) -> None:
-    """Extract, transform and load once, as the state machine would."""
-    pending = run_extract(lake, source_dsn)["pending_batch_ids"]
-    if pending:
-        run_load(lake, warehouse_dsn, run_transform(lake, pending)["batch_ids"])
+    """Extract, transform and load once, as the state machine would (each stage takes
+    whatever is pending)."""
+    run_extract(lake, source_dsn)
+    run_transform(lake)
+    run_load(lake, warehouse_dsn)
 
 
 def fill(source_dsn: str, warehouse_dsn: str, lake: Lake, *, days: int, seed: int = 1) -> None:

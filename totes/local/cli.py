@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 from totes.contract import STAGES
 from totes.local import environment
@@ -16,6 +17,9 @@ from totes.local.demo import demo
 from totes.local.psql import run_psql
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
+from totes.pipeline.events import REPLAY_ALL
+from totes.pipeline.lake import Lake
+from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
 from totes.totesys import seed, simulate
 from totes.totesys.database import read_only_dsn
 
@@ -80,18 +84,36 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_parser.set_defaults(handler=_simulate)
 
     run = commands.add_parser("run", help="run the pipeline once: extract, transform, load")
-    _add_source_dsn(run)
-    run.add_argument("--warehouse-dsn", help="warehouse database; default: the embedded one")
+    _add_run_options(run)
     run.add_argument(
-        "--lake", help="a folder, or s3://bucket[/prefix]; default: the local state folder"
+        "--reconcile",
+        action="store_true",
+        help="reconcile every table with ToteSys now (finds silent edits and deletions)",
     )
-    run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument(
         "--fail-at",
         choices=STAGES,
         help="inject a failure into a stage to see the failure path and its alert email",
     )
     run.set_defaults(handler=_run)
+
+    replay = commands.add_parser(
+        "replay", help="rebuild the warehouse, or one table, from the immutable lake alone"
+    )
+    replay.add_argument(
+        "table", nargs="?", choices=WAREHOUSE_TABLE_NAMES, help="one table (default: all)"
+    )
+    _add_run_options(replay)
+    replay.set_defaults(handler=_replay)
+
+    skip = commands.add_parser(
+        "skip",
+        help="record that a batch that cannot be delivered is skipped; its rows come again",
+    )
+    skip.add_argument("batch_id", help="the batch named in the alert")
+    skip.add_argument("--reason", required=True, help="why (kept in the lake and warehouse)")
+    skip.add_argument("--lake", help="a folder, or s3://bucket[/prefix]; default: local")
+    skip.set_defaults(handler=_skip)
 
     psql = commands.add_parser(
         "psql",
@@ -108,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     psql.set_defaults(handler=_psql)
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_source_dsn(parser)
+    parser.add_argument("--warehouse-dsn", help="warehouse database; default: the embedded one")
+    parser.add_argument(
+        "--lake", help="a folder, or s3://bucket[/prefix]; default: the local state folder"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def _log_level(args: argparse.Namespace) -> str:
@@ -128,19 +159,25 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    """Exactly one execution; never seeds, simulates or writes to the source."""
+def _settings(args: argparse.Namespace, execution_input: dict) -> RunSettings:
+    """Where and how to run, from the options; ToteSys is read as the read-only role."""
     source = args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
-    settings = RunSettings(
+    return RunSettings(
         source_dsn=source,
         warehouse_dsn=args.warehouse_dsn or environment.warehouse_dsn(),
         lake=args.lake or str(environment.lake_path()),
-        fail_at=args.fail_at,
+        fail_at=getattr(args, "fail_at", None),
         log_level=_log_level(args),
+        execution_input=execution_input,
         # An s3:// lake given here is a real bucket: its requests go to S3, while the state
         # machine, the functions and the alert topic run locally on moto.
         aws_s3=bool(args.lake and args.lake.startswith("s3://")),
     )
+
+
+def _execute(args: argparse.Namespace, execution_input: dict) -> int:
+    """Exactly one execution; never seeds, simulates or writes to the source."""
+    settings = _settings(args, execution_input)
     report = execute_pipeline(settings, progress=_say)
     if args.json:
         print(json.dumps(asdict(report), indent=2, sort_keys=True, default=str))
@@ -150,6 +187,25 @@ def _run(args: argparse.Namespace) -> int:
         reason = report.alerts[0]["subject"] if report.alerts else "the execution failed"
         _say(f"error: {reason}")
     return 0 if report.succeeded else EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _execute(args, {"reconcile": True} if args.reconcile else {})
+
+
+def _replay(args: argparse.Namespace) -> int:
+    return _execute(args, {"replay": args.table or REPLAY_ALL})
+
+
+def _skip(args: argparse.Namespace) -> int:
+    lake = Lake.from_uri(args.lake or str(environment.lake_path()))
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    record = lake.record_skip(args.batch_id, args.reason, by=getpass.getuser(), at=at)
+    print(
+        f"Batch {record.batch_id} is skipped ({record.reason}). The next run records it in the"
+        " warehouse and delivers its rows again from ToteSys."
+    )
+    return 0
 
 
 def _psql(args: argparse.Namespace) -> int:

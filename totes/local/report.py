@@ -26,12 +26,25 @@ class RunReport:
         return self.status == "SUCCEEDED"
 
 
-def _table_lines(title: str, names: tuple[str, ...], counts: dict[str, int]) -> list[str]:
+def _table_lines(
+    title: str, names: tuple[str, ...], counts: dict[str, int], second: dict[str, int] | None = None
+) -> list[str]:
+    """A titled table of counts per table, with a total; optionally a second column."""
     width = max(len(n) for n in names)
     lines = [title]
-    lines += [f"  {n:<{width}}  {counts.get(n, 0):>10,}" for n in names]
-    lines.append(f"  {'total':<{width}}  {sum(counts.values()):>10,}")
+    for name in names:
+        extra = f"  {second.get(name, 0):>10,}" if second is not None else ""
+        lines.append(f"  {name:<{width}}  {counts.get(name, 0):>10,}{extra}")
+    extra = f"  {sum(second.values()):>10,}" if second is not None else ""
+    lines.append(f"  {'total':<{width}}  {sum(counts.values()):>10,}{extra}")
     return lines
+
+
+def _counts_line(title: str, counts: dict[str, int] | None) -> list[str]:
+    if not counts:
+        return []
+    listed = ", ".join(f"{table} {count:,}" for table, count in sorted(counts.items()))
+    return [f"{title}: {listed}"]
 
 
 def _files_of_run(report: RunReport, lake_uri: str) -> list[str]:
@@ -56,18 +69,28 @@ def format_summary(report: RunReport, lake_uri: str, warehouse_dsn: str) -> str:
     extract = report.extract or {}
     if extract.get("batch_id"):
         lines += ["", f"Batch: {extract['batch_id']}", ""]
-        lines += _table_lines("Rows extracted from ToteSys", SOURCE_TABLE_NAMES, extract["tables"])
+        lines += _table_lines(
+            "Rows extracted from ToteSys (in the files / of which changed since the last run;"
+            " the rest re-read to reconcile)",
+            SOURCE_TABLE_NAMES,
+            extract["tables"],
+            extract.get("changed", {}),
+        )
     elif extract:
         lines += ["", "Nothing changed in ToteSys since the last run."]
-    if report.load:
+    transform = report.transform or {}
+    lines += _counts_line("Rows set aside (quarantined)", transform.get("quarantined"))
+    load = report.load or {}
+    if load.get("loaded_batch_ids"):
         lines.append("")
         lines += _table_lines(
             "Rows written to the warehouse (new fact versions, changed dimension rows)",
             WAREHOUSE_TABLE_NAMES,
-            report.load.get("rows", {}),
+            load.get("rows", {}),
         )
-        loaded = ", ".join(report.load.get("loaded_batch_ids", [])) or "none"
-        lines += ["", f"Batches loaded: {loaded}"]
+        lines += ["", f"Batches loaded: {', '.join(load['loaded_batch_ids'])}"]
+    lines += _counts_line("Fact rows waiting for a dimension row", load.get("waiting"))
+    lines += _counts_line("Ids marked deleted (gone from ToteSys)", load.get("deleted"))
     lines += ["", f"Lake: {lake_uri}"]
     files = _files_of_run(report, lake_uri)
     if files:

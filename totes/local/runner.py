@@ -35,7 +35,13 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import default_user_config
 from moto.sns.models import sns_backends
 
-from totes.contract import STAGE_STATES, STAGES, Names, read_definition, substitute
+from totes.contract import (
+    DEFAULT_RUNBOOK_URL,
+    STAGES,
+    Names,
+    read_definition,
+    substitute,
+)
 from totes.local.invoke import environment, make_invoke
 from totes.local.report import RunReport
 from totes.pipeline.observability import SERVICE
@@ -241,6 +247,7 @@ def _run_once(settings: RunSettings, names: Names) -> RunReport:
             "RetryIntervalSeconds": settings.retry_interval_seconds,
             "ExecutionTimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
             "Region": REGION,
+            "RunbookUrl": DEFAULT_RUNBOOK_URL,
         },
     )
     machine_arn = sfn.create_state_machine(
@@ -297,11 +304,10 @@ def _stage_outputs(sfn: Any, execution_arn: str, described: dict) -> dict[str, d
         details = event.get("stateExitedEventDetails")
         if not details:
             continue
-        for stage, state in STAGE_STATES.items():
-            if details.get("name") == state:
-                data = json.loads(details.get("output") or "{}")
-                if isinstance(data, dict) and isinstance(data.get(stage), dict):
-                    outputs[stage] = data[stage]
+        data = json.loads(details.get("output") or "{}")
+        for stage in STAGES:
+            if isinstance(data, dict) and isinstance(data.get(stage), dict):
+                outputs[stage] = data[stage]
     if described.get("output"):
         final = json.loads(described["output"])
         if isinstance(final, dict):

@@ -6,11 +6,13 @@
 | INGESTION_BUCKET, PROCESSED_BUCKET | all | the two buckets (AWS; instead of LAKE) |
 | SOURCE_DSN / SOURCE_DB_SECRET_ARN | extract | ToteSys: a DSN (local) or a secret (AWS) |
 | WAREHOUSE_DSN / WAREHOUSE_DB_SECRET_ARN | load | the warehouse, likewise |
+| RECONCILE_INTERVAL_MINUTES | extract | reconcile at most this often (default 0: every run) |
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from totes.pipeline.lake import Lake
 from totes.pipeline.secrets import dsn_from_secret
@@ -43,3 +45,12 @@ def source_dsn_from_env() -> str:
 
 def warehouse_dsn_from_env() -> str:
     return _dsn_from_env("WAREHOUSE")
+
+
+def reconcile_interval_from_env() -> timedelta:
+    raw = os.environ.get("RECONCILE_INTERVAL_MINUTES", "0").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigurationError(
+            f"RECONCILE_INTERVAL_MINUTES must be a whole number of minutes, got {raw!r}"
+        )
+    return timedelta(minutes=int(raw))

@@ -24,5 +24,12 @@ def connect(dsn: str, *, application_name: str = "totes") -> Iterator[Connection
         raise DatabaseUnavailableError(f"cannot connect to the database: {first_line}") from None
     try:
         yield conn
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        # The server went away mid-stage (restart, failover, network): worth a retry, and
+        # the transaction it was in was rolled back, so nothing partial remains.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailableError(
+            f"lost the connection to the database: {first_line}"
+        ) from None
     finally:
         conn.close()

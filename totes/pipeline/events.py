@@ -1,4 +1,10 @@
-"""What the state machine passes to a stage: small JSON (ids and counts), validated here."""
+"""What the state machine passes to a stage: small JSON (ids, flags, counts), validated here.
+
+An execution's input may ask for more than a normal run (the schedule sends ``{}``):
+``{"reconcile": true}`` makes the extract reconcile every table now, and
+``{"replay": "all"}`` or ``{"replay": "<warehouse table>"}`` makes the load rebuild the
+warehouse, or one table, from the lake.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,47 @@ from totes.pipeline.lake import LakeError, check_batch_id
 
 # Bounds the work of one execution (and its state size); the rest waits for the next run.
 MAX_BATCHES_PER_RUN = 24
+REPLAY_ALL = "all"
 
 
 class InvalidInputError(ValueError):
     """A stage was called with input it cannot use."""
 
 
-def batch_ids_from(event: dict) -> list[str]:
-    """The ``batch_ids`` of a stage's input, validated."""
-    batch_ids = event.get("batch_ids") if isinstance(event, dict) else None
-    if not isinstance(batch_ids, list) or not batch_ids:
-        raise InvalidInputError(f"expected a non-empty list 'batch_ids', got {event!r:.200}")
+def _dict(event: object) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidInputError(f"expected a JSON object as input, got {event!r:.200}")
+    return event
+
+
+def batch_ids_from(event: dict) -> list[str] | None:
+    """The ``batch_ids`` of a stage's input, validated; None when absent (all pending)."""
+    batch_ids = _dict(event).get("batch_ids")
+    if batch_ids is None:
+        return None
+    if not isinstance(batch_ids, list):
+        raise InvalidInputError(f"expected a list 'batch_ids', got {event!r:.200}")
     try:
         return [check_batch_id(b) for b in batch_ids]
     except LakeError as exc:
         raise InvalidInputError(str(exc)) from None
+
+
+def reconcile_requested(event: dict) -> bool:
+    value = _dict(event).get("reconcile", False)
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"'reconcile' must be true or false, got {value!r:.100}")
+    return value
+
+
+def replay_requested(event: dict) -> str | None:
+    """None (a normal load), ``"all"``, or the name of the warehouse table to rebuild from
+    the lake (the load checks it against the schema)."""
+    value = _dict(event).get("replay")
+    if value in (None, False):
+        return None
+    if value is True:
+        return REPLAY_ALL
+    if isinstance(value, str) and value:
+        return value
+    raise InvalidInputError(f"'replay' must be \"all\" or a warehouse table; got {value!r:.100}")

@@ -2,12 +2,21 @@
 
 How nothing is lost or duplicated:
 - The watermark per table is the largest ``last_updated`` the extract has SEEN (from the
-  data, never from a clock), and it is stored in the batch manifest, which is written only
-  after every CSV of the batch: a crash before that leaves the old watermark in force.
-- Each run re-reads an overlap window below the watermark, so a row committed late with
-  an earlier ``last_updated`` is still found. Rows in that window that the previous batch
-  already delivered are recognised by a content hash the database computes
-  (``md5(row::text)``) and dropped, so a re-read row never becomes a duplicate.
+  data, never from our own clock), capped at the source's clock: a row dated in the future
+  is delivered and reported, but never moves the watermark past rows not yet committed.
+  It is stored in the batch manifest, written only after every CSV of the batch, so a crash
+  before that leaves the old watermark in force.
+- Each run re-reads an overlap window below the watermark, so a row committed late with an
+  earlier ``last_updated`` is still found. Rows in that window that the previous batch
+  already delivered are recognised by a content hash the database computes and dropped.
+- Reconciliation finds what no watermark can see (ToteSys edits some rows without touching
+  ``last_updated``, and may delete rows): per table, the source's rows are grouped in id
+  buckets (``id // width``) and each bucket gets a count and a sum of row hashes, computed
+  in the database. Buckets whose checksum differs from the previous pass are extracted
+  whole, and the manifest says so (a ``Snapshot``): the transform and load turn changed
+  rows into new versions or updates, and rows missing from a snapshot into deletions.
+- A skipped batch (``totes skip``) is repaired by the next extract: it reconciles every
+  table against the checksums from before the skipped batch, so its rows come again.
 - Every query of a run reads one snapshot (REPEATABLE READ), and runs are serialised by an
   advisory lock on the source, so overlapping executions cannot interleave their batches.
 """
@@ -16,45 +25,76 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
 from totes.pipeline.db import connect
-from totes.pipeline.events import MAX_BATCHES_PER_RUN
 from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
+    Snapshot,
     TableExtract,
     batch_id_at,
+    batch_id_of,
     csv_key,
     manifest_key,
 )
-from totes.schema.source import SOURCE_TABLES, SourceTable
+from totes.schema.source import FULL_COPY_TABLES, SOURCE_TABLES, SourceTable, catalog_type
 
 logger = logging.getLogger(__name__)
 
-# Long enough for any ToteSys write transaction to commit; rows committed later than this
-# with an older last_updated are the reconciliation pass's job.
+# Long enough for any ToteSys write transaction to commit; a row committed later than this
+# with an older last_updated is found by the next reconciliation instead.
 OVERLAP = timedelta(minutes=15)
+# Ids per reconciliation bucket: a changed bucket is extracted whole, so smaller buckets
+# mean fewer unchanged rows re-read; larger ones a smaller checksum file.
+BUCKET_WIDTH = 100
 # Serialises extracts against the same source (any 64-bit number unique to this purpose).
 EXTRACT_LOCK_ID = 7_146_203_951
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'
+MAX_WARNINGS = 20
 
 
 class SchemaDriftError(Exception):
-    """ToteSys no longer has the columns or types we extract."""
+    """ToteSys no longer has the tables, columns or types we extract."""
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """How the extract reconciles: every run (interval 0), or at most every ``interval``."""
+
+    reconcile_interval: timedelta = timedelta(0)
+    force_reconcile: bool = False  # `totes run --reconcile`, input {"reconcile": true}
+
+
+def _compatible_retype(declared: str, found: str) -> bool:
+    """A type change every value we expect still fits in (values that do not are set aside
+    row by row by the transform, which checks each value against the declared type)."""
+    widenings = {"integer": ("bigint", "numeric")}
+    if found.startswith(widenings.get(declared, ())):
+        return True
+    if declared.startswith("character varying") and found.startswith(("character varying", "text")):
+        return True
+    if declared == "text" and found.startswith("character varying"):
+        return True
+    return declared.startswith("numeric") and found.startswith("numeric")
 
 
 def check_source_schema(conn: Connection) -> list[str]:
-    """Raise on missing or retyped columns; return warnings for columns we do not know."""
+    """Raise on missing or incompatibly retyped columns; return warnings for new columns and
+    for compatible retypes (e.g. integer -> bigint)."""
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT table_name, column_name,
-                      CASE WHEN data_type = 'USER-DEFINED' THEN udt_name ELSE data_type END
-                 FROM information_schema.columns
-                WHERE table_schema = current_schema() AND table_name = ANY(%s)""",
+            """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute a
+                 JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = current_schema() AND c.relname = ANY(%s)
+                  AND a.attnum > 0 AND NOT a.attisdropped""",
             ([t.name for t in SOURCE_TABLES],),
         )
         found: dict[str, dict[str, str]] = {}
@@ -67,8 +107,16 @@ def check_source_schema(conn: Connection) -> list[str]:
             problems.append(f"table {table.name!r} is missing")
             continue
         for col in table.columns:
-            if col.name not in columns:
+            declared = catalog_type(col)
+            actual = columns.get(col.name)
+            if actual is None:
                 problems.append(f"table {table.name!r} lost column {col.name!r}")
+            elif actual != declared:
+                change = f"table {table.name!r} column {col.name!r} is {actual}, not {declared}"
+                if _compatible_retype(declared, actual):
+                    warnings.append(f"{change}; values that do not fit {declared} are set aside")
+                else:
+                    problems.append(change)
         for name, data_type in columns.items():
             if name not in table.column_names:
                 warnings.append(
@@ -79,38 +127,70 @@ def check_source_schema(conn: Connection) -> list[str]:
     return warnings
 
 
-def _previous_state(previous: IngestionManifest | None, table: str) -> tuple[str | None, dict]:
-    if previous is None or table not in previous.tables:
-        return None, {}
-    return previous.tables[table].watermark, previous.recent.get(table, {})
+def _row_hash(table: SourceTable) -> sql.Composable:
+    """md5 of the columns we extract, in the database: new source columns change nothing."""
+    return sql.SQL("md5(ROW({})::text)").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    )
 
 
-def _copy_csv(conn: Connection, table: SourceTable, ids: list[int] | None) -> bytes:
-    """The table's rows (all, or those with the given ids) as CSV, by COPY."""
+def _selection(
+    table: SourceTable, ids: list[int] | None, buckets: list[int] | None
+) -> sql.Composable:
+    """A WHERE clause: every row when ``ids`` is None, else those with the given ids or in
+    the given buckets. Values are literals (COPY takes no parameters), never text."""
+    if ids is None:
+        return sql.SQL("")
+    return sql.SQL(
+        " WHERE {pk} = ANY({ids}::integer[]) OR {pk} / {width} = ANY({b}::integer[])"
+    ).format(
+        pk=sql.Identifier(table.primary_key),
+        ids=sql.Literal(ids),
+        width=sql.Literal(BUCKET_WIDTH),
+        b=sql.Literal(buckets or []),
+    )
+
+
+def _copy_csv(
+    conn: Connection, table: SourceTable, ids: list[int] | None, buckets: list[int] | None
+) -> bytes:
+    """The selected rows of the table as CSV, by COPY."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-    pk = sql.Identifier(table.primary_key)
-    where = sql.SQL("")
-    if ids is not None:
-        where = sql.SQL(" WHERE {} = ANY({}::integer[])").format(pk, sql.Literal(ids))
     query = sql.SQL(
         "COPY (SELECT {columns} FROM {table}{where} ORDER BY {pk}) TO STDOUT"
         " WITH (FORMAT csv, HEADER true)"
-    ).format(columns=columns, table=sql.Identifier(table.name), where=where, pk=pk)
+    ).format(
+        columns=columns,
+        table=sql.Identifier(table.name),
+        where=_selection(table, ids, buckets),
+        pk=sql.Identifier(table.primary_key),
+    )
     buffer = io.BytesIO()
     with conn.cursor() as cur:
         cur.copy_expert(query, buffer)
     return buffer.getvalue()
 
 
-def _window_hashes(
-    conn: Connection, table: SourceTable, since: str | None
-) -> list[tuple[str, str, str]]:
+def _count_rows(
+    conn: Connection, table: SourceTable, ids: list[int] | None, buckets: list[int] | None
+) -> int:
+    # Counted in the same snapshot as the COPY (quoted newlines make line counts wrong).
+    query = sql.SQL("SELECT count(*) FROM {}{}").format(
+        sql.Identifier(table.name), _selection(table, ids, buckets)
+    )
+    with conn.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchone()[0]
+
+
+def _window_hashes(conn: Connection, table: SourceTable, since: str) -> list[tuple[str, str, str]]:
     """(id, content hash, last_updated) of rows with last_updated >= since - OVERLAP."""
     query = sql.SQL(
-        "SELECT {pk}::text, md5({t}::text), to_char(last_updated, {fmt}) FROM {t}"
+        "SELECT {pk}::text, {hash}, to_char(last_updated, {fmt}) FROM {t}"
         " WHERE last_updated >= %s::timestamp - %s"
     ).format(
         pk=sql.Identifier(table.primary_key),
+        hash=_row_hash(table),
         t=sql.Identifier(table.name),
         fmt=sql.Literal(_TS_FORMAT),
     )
@@ -119,110 +199,269 @@ def _window_hashes(
         return cur.fetchall()
 
 
-def _max_last_updated(conn: Connection, table: SourceTable) -> str | None:
+def bucket_checksums(conn: Connection, table: SourceTable) -> dict[int, tuple[int, int]]:
+    """bucket -> (rows, sum of 60-bit row hashes), computed in the source database."""
+    query = sql.SQL(
+        "SELECT {pk} / %s, count(*), sum(('x' || substr({hash}, 1, 15))::bit(60)::bigint)"
+        " FROM {t} GROUP BY 1"
+    ).format(
+        pk=sql.Identifier(table.primary_key), hash=_row_hash(table), t=sql.Identifier(table.name)
+    )
+    with conn.cursor() as cur:
+        cur.execute(query, (BUCKET_WIDTH,))
+        return {int(b): (int(n), int(total)) for b, n, total in cur.fetchall()}
+
+
+def _max_last_updated(conn: Connection, table: SourceTable, now: str) -> tuple[str | None, int]:
+    """(largest last_updated, rows dated after ``now``) of the whole table."""
     with conn.cursor() as cur:
         cur.execute(
-            sql.SQL("SELECT to_char(max(last_updated), {}) FROM {}").format(
-                sql.Literal(_TS_FORMAT), sql.Identifier(table.name)
-            )
+            sql.SQL(
+                "SELECT to_char(max(last_updated), {}), count(*) FILTER"
+                " (WHERE last_updated > %s::timestamp) FROM {}"
+            ).format(sql.Literal(_TS_FORMAT), sql.Identifier(table.name)),
+            (now,),
         )
-        return cur.fetchone()[0]
-
-
-def _extract_table(
-    conn: Connection, table: SourceTable, watermark: str | None, recent: dict[str, str]
-) -> tuple[bytes | None, int, str | None, dict[str, str]]:
-    """(csv or None, rows, new watermark, new recent hashes) for one table."""
-    if watermark is None:
-        new_watermark = _max_last_updated(conn, table)
-        if new_watermark is None:
-            return None, 0, None, {}
-        data = _copy_csv(conn, table, None)
-        rows = _count_rows(conn, table)
-        window = _window_hashes(conn, table, new_watermark)
-        return data, rows, new_watermark, {pk: h for pk, h, _ in window}
-    window = _window_hashes(conn, table, watermark)
-    new_ids = sorted(int(pk) for pk, h, _ in window if recent.get(pk) != h)
-    new_watermark = max([watermark, *(lu for _, _, lu in window)])
-    floor = _iso_minus(new_watermark, OVERLAP)
-    new_recent = {pk: h for pk, h, lu in window if lu >= floor}
-    if not new_ids:
-        return None, 0, new_watermark, new_recent
-    return _copy_csv(conn, table, new_ids), len(new_ids), new_watermark, new_recent
-
-
-def _count_rows(conn: Connection, table: SourceTable) -> int:
-    # Counted in the same snapshot as the COPY (quoted newlines make line counts wrong).
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.name)))
-        return cur.fetchone()[0]
+        return cur.fetchone()
 
 
 def _iso_minus(iso: str, delta: timedelta) -> str:
     return (datetime.fromisoformat(iso) - delta).isoformat(timespec="milliseconds")
 
 
-def extract_batch(conn: Connection, lake: Lake) -> IngestionManifest | None:
-    """Run one extract; write the batch's CSVs and then its manifest, if anything changed.
+@dataclass
+class _TableRun:
+    """What one table contributes to the batch."""
 
-    Returns the new batch's manifest, or None when nothing had changed.
-    """
+    extract: TableExtract
+    data: bytes | None = None
+    recent: dict[str, str] = field(default_factory=dict)
+    checksums: dict[int, tuple[int, int]] | None = None  # to store: the reconciled state
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What the extract builds on: the previous batch's state of each table."""
+
+    lake: Lake
+    previous: IngestionManifest | None
+    # Where reconciliation baselines come from: the previous batch, or, while a skipped
+    # batch awaits repair, the batch before the earliest skipped one.
+    baseline: IngestionManifest | None
+    repairs: list[str]  # skipped batches this extract delivers again
+    repaired: list[str]  # every skip repaired so far, this extract's included
+
+    def checksums(self, table: str) -> dict[int, tuple[int, int]]:
+        """The reconciliation baseline of ``table`` (empty before its first pass)."""
+        extract = self.baseline.tables.get(table) if self.baseline else None
+        if extract is None or extract.checksums is None:
+            return {}
+        return self.lake.checksums(extract.checksums)
+
+
+def _base(lake: Lake) -> _Base:
+    previous = lake.latest_ingestion_manifest()
+    already = set(previous.repaired) if previous else set()
+    pending = sorted(set(lake.skipped()) - already)
+    if not pending:
+        return _Base(lake, previous, previous, [], sorted(already))
+    before = lake.ingestion_manifest(pending[0]).previous_batch_id
+    baseline = lake.ingestion_manifest(before) if before else None
+    return _Base(lake, previous, baseline, pending, sorted(already | set(pending)))
+
+
+def _reconcile_due(
+    settings: ExtractSettings, base: _Base, checksums_key: str | None, now: datetime
+) -> bool:
+    if settings.force_reconcile or base.repairs or checksums_key is None:
+        return True
+    last = datetime.strptime(batch_id_of(checksums_key), "%Y%m%dT%H%M%S%fZ")
+    return now - last >= settings.reconcile_interval
+
+
+def _recent(window: list[tuple[str, str, str]], watermark: str) -> dict[str, str]:
+    """Hashes of the window's rows that the next extract's window will read again."""
+    floor = _iso_minus(watermark, OVERLAP)
+    return {pk: h for pk, h, lu in window if lu >= floor}
+
+
+def _extract_table(
+    conn: Connection, table: SourceTable, base: _Base, now: datetime, settings: ExtractSettings
+) -> _TableRun:
+    now_iso = now.isoformat(timespec="milliseconds")
+    before = base.previous.tables.get(table.name) if base.previous else None
+    baseline = base.baseline.tables.get(table.name) if base.baseline else None
+    checksums_key = baseline.checksums if baseline else None
+    # A repair writes fresh full copies: the latest one may be in the skipped batch.
+    full_copy = before.full_copy if before and not base.repairs else None
+    if before is None or before.watermark is None:  # the first extract of this table: all
+        max_seen, future = _max_last_updated(conn, table, now_iso)
+        if max_seen is None:
+            return _TableRun(TableExtract(rows=0, key=None, watermark=None))
+        watermark = min(max_seen, now_iso)
+        window = _window_hashes(conn, table, watermark)
+        run = _full_copy(
+            conn, table, watermark, future, _recent(window, watermark),
+            checksums=bucket_checksums(conn, table), checksums_key=None,
+        )  # fmt: skip
+        run.extract.changed_rows = run.extract.rows  # all of it is new to the lake
+        return run
+
+    window = _window_hashes(conn, table, before.watermark)
+    seen = base.previous.recent.get(table.name, {})
+    new_ids = sorted(int(pk) for pk, h, _ in window if seen.get(pk) != h)
+    future = sum(1 for _, _, lu in window if lu > now_iso)
+    # From the data, but never past the source's own clock.
+    watermark = min(max([before.watermark, *(lu for _, _, lu in window)]), now_iso)
+    recent = _recent(window, watermark)
+
+    changed: list[int] = []
+    stored: dict[int, tuple[int, int]] | None = None
+    if _reconcile_due(settings, base, checksums_key, now):
+        source = bucket_checksums(conn, table)
+        previous = base.checksums(table.name)
+        changed = sorted(
+            b for b in source.keys() | previous.keys() if source.get(b) != previous.get(b)
+        )
+        stored = source if changed or checksums_key is None else None
+
+    if table.name in FULL_COPY_TABLES and (new_ids or changed or full_copy is None):
+        run = _full_copy(
+            conn, table, watermark, future, recent, checksums=stored, checksums_key=checksums_key
+        )
+        run.extract.changed_rows = len(new_ids)
+        return run
+    extract = TableExtract(
+        rows=0,
+        key=None,
+        watermark=watermark,
+        changed_rows=len(new_ids),
+        future_rows=future,
+        snapshot=Snapshot(BUCKET_WIDTH, tuple(changed)) if changed else None,
+        checksums=checksums_key,
+        full_copy=full_copy,
+    )
+    run = _TableRun(extract=extract, recent=recent, checksums=stored)
+    if new_ids or changed:
+        run.data = _copy_csv(conn, table, new_ids, changed)
+        extract.rows = _count_rows(conn, table, new_ids, changed)
+    return run
+
+
+def _full_copy(
+    conn: Connection,
+    table: SourceTable,
+    watermark: str,
+    future: int,
+    recent: dict[str, str],
+    *,
+    checksums: dict[int, tuple[int, int]] | None,
+    checksums_key: str | None,
+) -> _TableRun:
+    """The whole table: its first extract, or a changed table the transform needs whole."""
+    extract = TableExtract(
+        rows=_count_rows(conn, table, None, None),
+        key=None,
+        watermark=watermark,
+        future_rows=future,
+        snapshot=Snapshot(BUCKET_WIDTH, None),
+        checksums=checksums_key,
+        full_copy=None,  # this batch, once written
+    )
+    data = _copy_csv(conn, table, None, None)
+    return _TableRun(extract=extract, data=data, recent=recent, checksums=checksums)
+
+
+@dataclass(frozen=True)
+class ExtractOutcome:
+    """The new batch's manifest (None when nothing changed), and what to tell people."""
+
+    manifest: IngestionManifest | None
+    warnings: list[str]
+
+
+def extract_batch(
+    conn: Connection, lake: Lake, settings: ExtractSettings | None = None
+) -> ExtractOutcome:
+    """Run one extract; write the batch's CSVs and then its manifest, if anything changed."""
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%s)", (EXTRACT_LOCK_ID,))
     try:
-        return _extract_locked(conn, lake)
+        return _extract_locked(conn, lake, settings or ExtractSettings())
     finally:
-        conn.rollback()
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", (EXTRACT_LOCK_ID,))
+        try:
+            conn.rollback()
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (EXTRACT_LOCK_ID,))
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            pass  # the session is gone, and its lock with it; the first error is what counts
 
 
-def _extract_locked(conn: Connection, lake: Lake) -> IngestionManifest | None:
+def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> ExtractOutcome:
     # Read after taking the lock, so an extract that just finished is seen.
-    previous = lake.latest_ingestion_manifest()
+    base = _base(lake)
     conn.autocommit = False
     conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-    for warning in check_source_schema(conn):
-        logger.warning(warning)
+    schema_warnings = sorted(check_source_schema(conn))
     with conn.cursor() as cur:
         cur.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
-        batch_id = batch_id_at(cur.fetchone()[0])
-    files: dict[str, bytes] = {}
-    tables: dict[str, TableExtract] = {}
-    recent: dict[str, dict[str, str]] = {}
-    for table in SOURCE_TABLES:
-        watermark, seen = _previous_state(previous, table.name)
-        data, rows, new_watermark, new_recent = _extract_table(conn, table, watermark, seen)
-        key = csv_key(table.name, batch_id) if data is not None else None
-        if data is not None:
-            files[key] = data
-        tables[table.name] = TableExtract(rows=rows, key=key, watermark=new_watermark)
-        recent[table.name] = new_recent
+        now: datetime = cur.fetchone()[0]
+    batch_id = batch_id_at(now)
+    runs = {table.name: _extract_table(conn, table, base, now, settings) for table in SOURCE_TABLES}
     conn.commit()
-    if not files:
-        return None
-    for key, data in files.items():
-        lake.ingestion.put_new(key, data)
+    # Told once, when they appear (logged every run): a run every 10 minutes would
+    # otherwise repeat the same email until someone fixes ToteSys.
+    known_schema = base.previous.schema_warnings if base.previous else []
+    warnings = [w for w in schema_warnings if w not in known_schema]
+    for name, run in runs.items():
+        before = base.previous.tables.get(name) if base.previous else None
+        if run.extract.future_rows > (before.future_rows if before else 0):
+            warnings.append(
+                f"table {name!r}: {run.extract.future_rows} rows have a last_updated after "
+                f"the source's clock ({now.isoformat(timespec='seconds')}); delivered, and the "
+                "watermark is held at the clock"
+            )
+    for warning in schema_warnings:
+        logger.warning(warning)
+    warnings = warnings[:MAX_WARNINGS]
+    has_data = any(run.data is not None for run in runs.values())
+    if not has_data and not base.repairs and schema_warnings == known_schema:
+        return ExtractOutcome(None, [])
+    for name, run in runs.items():
+        if run.data is not None:
+            run.extract.key = csv_key(name, batch_id)
+            lake.ingestion.put_new(run.extract.key, run.data)
+            if run.extract.snapshot is not None and run.extract.snapshot.full:
+                run.extract.full_copy = batch_id
+        if run.checksums is not None:
+            run.extract.checksums = lake.put_checksums(name, batch_id, BUCKET_WIDTH, run.checksums)
     manifest = IngestionManifest(
         batch_id=batch_id,
-        previous_batch_id=previous.batch_id if previous else None,
-        tables=tables,
-        recent=recent,
+        previous_batch_id=base.previous.batch_id if base.previous else None,
+        tables={name: run.extract for name, run in runs.items()},
+        recent={name: run.recent for name, run in runs.items()},
+        repairs=base.repairs,
+        repaired=base.repaired,
+        warnings=warnings,
+        schema_warnings=schema_warnings,
     )
     # Last: the manifest is what makes the batch, and its new watermarks, visible.
     lake.ingestion.put_new(manifest_key(batch_id), manifest.to_json())
-    return manifest
+    return ExtractOutcome(manifest, warnings)
 
 
-def run_extract(lake: Lake, source_dsn: str) -> dict:
+def run_extract(lake: Lake, source_dsn: str, settings: ExtractSettings | None = None) -> dict:
     """The extract stage: what its handler returns to the state machine (ids and counts)."""
     with connect(source_dsn, application_name="totes-extract") as conn:
-        manifest = extract_batch(conn, lake)
+        outcome = extract_batch(conn, lake, settings)
+    manifest = outcome.manifest
+    tables = manifest.tables if manifest else {}
     return {
         "batch_id": manifest.batch_id if manifest else None,
         "rows": manifest.rows if manifest else 0,
-        "tables": {t: e.rows for t, e in manifest.tables.items() if e.rows} if manifest else {},
-        "pending_batch_ids": lake.pending_batches()[:MAX_BATCHES_PER_RUN],
+        "tables": {t: e.rows for t, e in tables.items() if e.rows},
+        "changed": {t: e.changed_rows for t, e in tables.items() if e.changed_rows},
+        "warnings": "\n".join(outcome.warnings),
     }

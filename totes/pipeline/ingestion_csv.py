@@ -6,7 +6,8 @@ text for ``timestamp(3)``, which drops trailing fractional zeros (``14:20:49.96`
 ``14:20:49``); money is ``numeric(10,2)`` text; booleans are ``t``/``f``.
 
 Every column is read as text first, then each value is checked against a pattern for its
-source type and cast strictly, so nothing is guessed, rounded or passed through a float.
+source type and cast strictly, so nothing is guessed, rounded or passed through a float; a
+row with a value that fails is set aside whole, with the reason, and the rest is delivered.
 Agreed and payment dates are ``text`` in ToteSys and stay strings here (the remodel casts
 them to dates, where a bad one can be reported with its row's id).
 """
@@ -14,16 +15,19 @@ them to dates, where a bad one can be reported with its row's id).
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import polars as pl
 
+from totes.pipeline.errors import UndeliverableBatchError
 from totes.schema.source import ENUM_TYPES, Column, source_table
 
 _TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
 
 
-class IngestionFormatError(ValueError):
-    """An ingestion CSV does not match the source schema; the message names table, key, row."""
+class IngestionFormatError(UndeliverableBatchError, ValueError):
+    """An ingestion CSV cannot be read at all (not a CSV, truncated, other columns); the
+    message names the table and the file."""
 
 
 def _kind(pg_type: str) -> str:
@@ -137,35 +141,78 @@ def _check_header(data: bytes, table: str, where: _Where) -> None:
     raise where.error(f"header {columns} does not match the source schema: {detail}")
 
 
-def _first_bad_row(frame: pl.DataFrame, col: Column) -> tuple[int, str | None] | None:
-    """The 1-based data row (header not counted) and value of the first bad value, if any."""
+@dataclass(frozen=True)
+class Rejection:
+    """One bad value of a source row: the row is set aside (quarantined), not delivered."""
+
+    table: str
+    row: int | None  # 1-based data row of the CSV (records, not lines); None: not in the file
+    id: int | None  # the row's primary key, when that itself is readable
+    column: str
+    value: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class CsvRows:
+    """The good rows of one ingestion CSV, typed; the rows set aside and why."""
+
+    frame: pl.DataFrame  # typed as source_polars_schema(table)
+    rows: list[int]  # the CSV data row of each frame row (to name it later)
+    rejections: list[Rejection]
+    rejected_text: pl.DataFrame  # the set-aside rows as read (text), with a "_row" column
+
+
+def _bad(col: Column) -> pl.Expr:
+    """True where the value is not one PostgreSQL writes for the column's type."""
     values = pl.col(col.name)
     bad = values.is_null() if not col.nullable else pl.lit(False)
-    bad = bad | (values.is_not_null() & ~_valid(values, col).fill_null(False))
-    hits = frame.with_row_index("_row", offset=1).filter(bad).head(1)
-    if hits.is_empty():
-        return None
-    return hits["_row"][0], hits[col.name][0]
+    return bad | (values.is_not_null() & ~_valid(values, col).fill_null(False))
 
 
-def read_ingestion_csv(data: bytes, table: str, key: str) -> pl.DataFrame:
+def _reason(col: Column, value: str | None) -> str:
+    return "NULL in a NOT NULL column" if value is None else f"not {_describe(col)}"
+
+
+def read_ingestion_csv(data: bytes, table: str, key: str) -> CsvRows:
     """The rows of one ingestion CSV of ``table``, typed as ``source_polars_schema(table)``.
 
-    ``key`` is only used to name the file in errors. A short row (too few fields) reads as
-    NULLs in its last columns; every ToteSys table's last column is NOT NULL, so it is caught.
+    A row with a value that is not what PostgreSQL writes for its column (a bad integer,
+    a value beyond the declared type, a NULL where NOT NULL...) is set aside with every
+    bad value named; the file as a whole is refused (IngestionFormatError) only when it
+    cannot be trusted at all: not a CSV, truncated, or with other columns. ``key`` names
+    the file in messages. A short row reads as NULLs in its last columns; every ToteSys
+    table's last column is NOT NULL, so it is caught.
     """
     where = _Where(table, key)
     _check_header(data, table, where)
-    frame = _read_text(data, where)
-    for col in source_table(table).columns:
-        bad = _first_bad_row(frame, col)
-        if bad is None:
-            continue
-        row, value = bad
-        if value is None:
-            raise where.error(f"column {col.name}: NULL in a NOT NULL column", row)
-        raise where.error(f"column {col.name}: {value!r} is not {_describe(col)}", row)
+    spec = source_table(table)
+    text = _read_text(data, where).with_row_index("_row", offset=1)
+    flags = text.select("_row", *(_bad(c).alias(c.name) for c in spec.columns))
+    rejections: list[Rejection] = []
+    bad_rows: set[int] = set()
+    pk = spec.primary_key
+    for col in spec.columns:
+        hits = text.filter(flags[col.name])
+        for row, value, pk_text in hits.select(
+            "_row", col.name, pl.col(pk).alias("_id")
+        ).iter_rows():
+            bad_rows.add(row)
+            rejections.append(
+                Rejection(table, row, _int_or_none(pk_text), col.name, value, _reason(col, value))
+            )
+    rejections.sort(key=lambda r: (r.row, spec.column_names.index(r.column)))
+    is_bad = pl.col("_row").is_in(sorted(bad_rows))
+    good = text.filter(~is_bad)
     try:
-        return frame.select(_cast(pl.col(c.name), c) for c in source_table(table).columns)
+        frame = good.select(_cast(pl.col(c.name), c) for c in spec.columns)
     except pl.exceptions.PolarsError as exc:  # a value the checks above let through
         raise where.error(f"a value does not cast to its type: {exc}") from exc
+    return CsvRows(frame, good["_row"].to_list(), rejections, text.filter(is_bad))
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

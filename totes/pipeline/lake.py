@@ -5,11 +5,21 @@ Two write-once stores (S3 buckets on AWS, folders locally):
 ingestion/                                   (extract writes, transform reads)
     <table>/<yyyy>/<mm>/<dd>/<batch_id>.csv  one CSV per ToteSys table per batch
     _manifests/<batch_id>.json               what the batch holds; written LAST
+    _checksums/<table>/<yyyy>/<mm>/<dd>/<batch_id>.json
+                                             the source's bucket checksums when the batch
+                                             reconciled the table (the next pass's baseline)
+    _skipped/<batch_id>.json                 an operator's decision (`totes skip`) that the
+                                             batch is never delivered; the next extract
+                                             delivers its rows again
 processed/                                   (transform writes, load reads)
     <table>/<yyyy>/<mm>/<dd>/<batch_id>.parquet   one Parquet per warehouse table per batch
     _manifests/<batch_id>.json               written after every Parquet file of the batch
-    _loaded/<batch_id>.json                  a hint that the batch is in the warehouse (the
-                                             warehouse's own batch table is the truth)
+    _quarantine/<source_table>/<yyyy>/<mm>/<dd>/<batch_id>.csv
+                                             source rows the transform set aside, each with
+                                             its row, column, value and reason
+
+Which batches are in the warehouse is the warehouse's own register (``etl_loaded_batch``),
+never something the lake says.
 
 A batch id is a UTC timestamp taken from the SOURCE database's clock when the extract's
 snapshot began (``20261127T130501123456Z``), so batch ids sort in snapshot order.
@@ -27,7 +37,9 @@ from urllib.parse import urlparse
 from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store
 
 MANIFESTS = "_manifests/"
-LOADED = "_loaded/"
+CHECKSUMS = "_checksums/"
+SKIPPED = "_skipped/"
+QUARANTINE = "_quarantine/"
 _BATCH_ID = re.compile(r"^\d{8}T\d{12}Z$")
 
 
@@ -63,13 +75,48 @@ def manifest_key(batch_id: str) -> str:
     return f"{MANIFESTS}{check_batch_id(batch_id)}.json"
 
 
-def loaded_key(batch_id: str) -> str:
-    return f"{LOADED}{check_batch_id(batch_id)}.json"
+def checksums_key(table: str, batch_id: str) -> str:
+    return CHECKSUMS + _dated(table, batch_id, ".json")
+
+
+def skip_key(batch_id: str) -> str:
+    return f"{SKIPPED}{check_batch_id(batch_id)}.json"
+
+
+def quarantine_key(source_table: str, batch_id: str) -> str:
+    return QUARANTINE + _dated(source_table, batch_id, ".csv")
 
 
 def batch_id_of(key: str) -> str:
     """The batch id in any data or manifest key."""
     return check_batch_id(key.rsplit("/", 1)[-1].split(".", 1)[0])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The primary keys for which a batch's CSV holds exactly the source's rows.
+
+    Rows of the source table whose id falls in the snapshot but that the CSV lacks no
+    longer exist in the source: the load marks them deleted. ``buckets`` None means the
+    whole table (a full copy); otherwise ids with ``id // width`` in ``buckets``.
+    """
+
+    width: int
+    buckets: tuple[int, ...] | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.buckets is None
+
+    def to_dict(self) -> dict:
+        return {"width": self.width, "buckets": None if self.full else list(self.buckets)}
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> Snapshot | None:
+        if raw is None:
+            return None
+        buckets = raw.get("buckets")
+        return cls(int(raw["width"]), None if buckets is None else tuple(int(b) for b in buckets))
 
 
 @dataclass
@@ -79,6 +126,26 @@ class TableExtract:
     rows: int
     key: str | None  # the CSV; None when the batch has no rows for the table
     watermark: str | None  # largest last_updated seen so far (ISO, ms), from the data
+    # Of ``rows``, those found by their last_updated; the rest were re-read whole (a first
+    # extract, a full copy, a reconciled bucket) and are mostly unchanged.
+    changed_rows: int = 0
+    future_rows: int = 0  # rows whose last_updated was after the source's clock
+    snapshot: Snapshot | None = None  # id ranges this CSV holds completely (see Snapshot)
+    # The latest bucket checksums of the source (a reconciliation's baseline), carried
+    # forward from batch to batch: the key of the checksum file, or None before the first.
+    checksums: str | None = None
+    # The batch whose CSV is the latest full copy of the table (tables the transform needs
+    # whole), carried forward like ``checksums``.
+    full_copy: str | None = None
+
+    def to_dict(self) -> dict:
+        raw = asdict(self)
+        raw["snapshot"] = self.snapshot.to_dict() if self.snapshot else None
+        return raw
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TableExtract:
+        return cls(**{**raw, "snapshot": Snapshot.from_dict(raw.get("snapshot"))})
 
 
 @dataclass
@@ -88,31 +155,61 @@ class IngestionManifest:
     ``recent`` holds, per table, the content hash of every row whose ``last_updated`` lies
     within the overlap window below the watermark: the next extract re-reads that window
     (so late commits are not lost) and drops rows whose hash it has already seen.
+    ``repairs`` names skipped batches whose rows this batch delivers again; ``repaired``
+    carries forward every skip repaired so far.
     """
 
     batch_id: str
     previous_batch_id: str | None
     tables: dict[str, TableExtract]
     recent: dict[str, dict[str, str]] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # every skip repaired so far
+    warnings: list[str] = field(default_factory=list)  # what this batch reported
+    schema_warnings: list[str] = field(default_factory=list)  # the source schema's state
 
     @property
     def rows(self) -> int:
         return sum(t.rows for t in self.tables.values())
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+        raw = asdict(self)
+        raw["tables"] = {name: t.to_dict() for name, t in self.tables.items()}
+        return json.dumps(raw, indent=1, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> IngestionManifest:
         raw = json.loads(data)
-        raw["tables"] = {name: TableExtract(**t) for name, t in raw["tables"].items()}
+        raw["tables"] = {name: TableExtract.from_dict(t) for name, t in raw["tables"].items()}
         return cls(**raw)
 
 
 @dataclass
 class TableOutput:
+    """One warehouse table of a transformed batch."""
+
     rows: int
     key: str | None
+    snapshot: Snapshot | None = None  # from the source table the rows' ids come from
+    # Ids of source rows set aside (quarantined): they exist, so they are never "deleted".
+    quarantined_ids: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        raw = asdict(self)
+        raw["snapshot"] = self.snapshot.to_dict() if self.snapshot else None
+        return raw
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TableOutput:
+        return cls(**{**raw, "snapshot": Snapshot.from_dict(raw.get("snapshot"))})
+
+
+@dataclass
+class QuarantineFile:
+    """Rows of one source table that the transform set aside, and why."""
+
+    key: str
+    rows: int
 
 
 @dataclass
@@ -121,15 +218,40 @@ class ProcessedManifest:
 
     batch_id: str
     tables: dict[str, TableOutput]
+    previous_batch_id: str | None = None  # the chain, as the ingestion manifest has it
+    quarantine: dict[str, QuarantineFile] = field(default_factory=dict)  # by source table
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        raw = asdict(self)
+        raw["tables"] = {name: t.to_dict() for name, t in self.tables.items()}
+        return json.dumps(raw, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ProcessedManifest:
+        raw = json.loads(data)
+        raw["tables"] = {name: TableOutput.from_dict(t) for name, t in raw["tables"].items()}
+        raw["quarantine"] = {
+            name: QuarantineFile(**q) for name, q in raw.get("quarantine", {}).items()
+        }
+        return cls(**raw)
+
+
+@dataclass
+class SkipRecord:
+    """An operator's recorded decision that a batch will never be delivered as it is."""
+
+    batch_id: str
+    reason: str
+    skipped_at: str  # ISO, UTC
+    by: str
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> ProcessedManifest:
-        raw = json.loads(data)
-        raw["tables"] = {name: TableOutput(**t) for name, t in raw["tables"].items()}
-        return cls(**raw)
+    def from_json(cls, data: bytes) -> SkipRecord:
+        return cls(**json.loads(data))
 
 
 class Lake:
@@ -162,26 +284,72 @@ class Lake:
     # ingestion side
     def extracted_batches(self) -> list[str]:
         """Batch ids with an ingestion manifest, oldest first."""
-        return [batch_id_of(k) for k in self.ingestion.list(MANIFESTS) if k.endswith(".json")]
+        return _batch_ids(self.ingestion.list(MANIFESTS))
 
     def ingestion_manifest(self, batch_id: str) -> IngestionManifest:
-        return IngestionManifest.from_json(self.ingestion.get(manifest_key(batch_id)))
+        try:
+            return IngestionManifest.from_json(self.ingestion.get(manifest_key(batch_id)))
+        except FileNotFoundError:
+            raise LakeError(
+                f"batch {batch_id} has no ingestion manifest "
+                f"({self.ingestion.location(manifest_key(batch_id))})"
+            ) from None
 
     def latest_ingestion_manifest(self) -> IngestionManifest | None:
         batches = self.extracted_batches()
         return self.ingestion_manifest(batches[-1]) if batches else None
 
+    def checksums(self, key: str) -> dict[int, tuple[int, int]]:
+        """A checksum file: bucket -> (rows, checksum)."""
+        raw = json.loads(self.ingestion.get(key))
+        return {int(bucket): (int(n), int(total)) for bucket, (n, total) in raw["buckets"].items()}
+
+    def put_checksums(
+        self, table: str, batch_id: str, width: int, buckets: dict[int, tuple[int, int]]
+    ) -> str:
+        key = checksums_key(table, batch_id)
+        body = {"table": table, "width": width, "buckets": {str(b): v for b, v in buckets.items()}}
+        self.ingestion.put_new(key, json.dumps(body, sort_keys=True).encode())
+        return key
+
+    # operator decisions
+    def skipped(self) -> dict[str, SkipRecord]:
+        """Every skipped batch, by id."""
+        return {
+            batch_id_of(key): SkipRecord.from_json(self.ingestion.get(key))
+            for key in self.ingestion.list(SKIPPED)
+            if key.endswith(".json")
+        }
+
+    def record_skip(self, batch_id: str, reason: str, by: str, at: str) -> SkipRecord:
+        """Record that ``batch_id`` is never delivered; refuses an unknown batch or no reason."""
+        if not reason.strip():
+            raise LakeError("a skip needs a reason: say why the batch cannot be delivered")
+        if batch_id not in self.extracted_batches():
+            raise LakeError(f"no extracted batch {batch_id} in the lake: nothing to skip")
+        record = SkipRecord(batch_id=batch_id, reason=reason.strip(), skipped_at=at, by=by)
+        if not self.ingestion.put_new(skip_key(batch_id), record.to_json()):
+            raise LakeError(f"batch {batch_id} is already skipped")
+        return record
+
     # processed side
     def transformed_batches(self) -> list[str]:
-        return [batch_id_of(k) for k in self.processed.list(MANIFESTS) if k.endswith(".json")]
+        return _batch_ids(self.processed.list(MANIFESTS))
 
     def processed_manifest(self, batch_id: str) -> ProcessedManifest:
-        return ProcessedManifest.from_json(self.processed.get(manifest_key(batch_id)))
+        try:
+            return ProcessedManifest.from_json(self.processed.get(manifest_key(batch_id)))
+        except FileNotFoundError:
+            raise LakeError(
+                f"batch {batch_id} has no processed manifest "
+                f"({self.processed.location(manifest_key(batch_id))}): not transformed"
+            ) from None
 
-    def loaded_batches(self) -> list[str]:
-        return [batch_id_of(k) for k in self.processed.list(LOADED) if k.endswith(".json")]
+    def untransformed_batches(self) -> list[str]:
+        """Extracted batches neither transformed nor skipped, oldest first."""
+        done = set(self.transformed_batches()) | set(self.skipped())
+        return [b for b in self.extracted_batches() if b not in done]
 
-    def pending_batches(self) -> list[str]:
-        """Extracted batches not yet known to be loaded, oldest first."""
-        loaded = set(self.loaded_batches())
-        return [b for b in self.extracted_batches() if b not in loaded]
+
+def _batch_ids(keys: list[str]) -> list[str]:
+    return [batch_id_of(k) for k in keys if k.endswith(".json")]

@@ -1,12 +1,20 @@
 """Load: put transformed batches into the warehouse, each in one transaction, exactly once.
 
+- Which batches are pending is the warehouse's own register (``etl_loaded_batch``) against
+  the processed lake, so an empty warehouse is filled from the lake by the next run.
+- Batches load in their chain's order: a batch loads only after the one it follows is
+  loaded or skipped, so a gap in the lake is an error, never a silent hole.
+- Every count is checked: a Parquet file holding other rows than its manifest says stops
+  the batch (``UndeliverableBatchError``).
 - Each Parquet file is COPYed into a temporary staging table, then merged: dimensions are
   upserted (latest values win; a batch never overwrites a newer batch's values), fact rows
   are appended as new versions. A fact version is identified by its source id and a hash
   of its business columns computed in the warehouse, so re-reading or re-loading a version
   adds nothing, whatever the order batches arrive in.
-- The batch is recorded in ``etl_loaded_batch`` in the same transaction: a batch already
-  there is skipped. An advisory lock serialises concurrent loads.
+- A fact row whose dimension row has not arrived yet waits in ``etl_waiting_row`` and is
+  delivered by the first load after its dimension row arrives, never lost or fatal.
+- Ids a batch holds completely (its snapshot) but without a row are marked deleted in
+  ``etl_deleted_row``; an id that comes back is unmarked.
 - A large batch (an initial load, a replay) checks a fact table's foreign keys once, in
   bulk, by dropping and re-adding them in its transaction. That locks the fact table until
   the batch commits, so readers of that table wait for it; small batches never do this.
@@ -15,7 +23,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,63 +31,100 @@ import polars as pl
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
 from totes.pipeline.db import connect
-from totes.pipeline.lake import Lake, loaded_key
+from totes.pipeline.errors import UndeliverableBatchError
+from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
+from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
 from totes.pipeline.warehouse_ddl import (
     BATCH_TABLE,
+    DELETED_TABLE,
+    WAITING_TABLE,
     foreign_key_clause,
     foreign_key_name,
     warehouse_ddl,
 )
-from totes.schema.warehouse import TIME_FORMAT, WAREHOUSE_TABLES, WarehouseTable
+from totes.schema.warehouse import (
+    TIME_FORMAT,
+    WAREHOUSE_TABLE_NAMES,
+    WAREHOUSE_TABLES,
+    Column,
+    WarehouseTable,
+    warehouse_table,
+)
 
 LOAD_LOCK_ID = 7_146_203_952
 # Above this many rows, a fact table's foreign keys are checked once, in bulk, instead of
 # row by row (each row check is a lookup and a lock on the dimension row: millions of them
 # make an initial load or a replay several times slower).
 BULK_CHECK_ROWS = 100_000
+MAX_LISTED = 50
 
 
 class LoadError(Exception):
     """A batch could not be loaded; nothing of it was written."""
 
 
+class ProcessedFileError(UndeliverableBatchError):
+    """A processed Parquet file is missing, unreadable or holds other rows than its manifest
+    says."""
+
+
+class BrokenChainError(UndeliverableBatchError):
+    """A batch follows one that is neither in the warehouse nor in the lake."""
+
+
 @dataclass
 class LoadSummary:
     loaded_batch_ids: list[str] = field(default_factory=list)
-    skipped_batch_ids: list[str] = field(default_factory=list)
+    skipped_batch_ids: list[str] = field(default_factory=list)  # recorded as skipped
     rows: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)  # fact rows waiting, after the run
+    deleted: dict[str, int] = field(default_factory=dict)  # ids newly marked deleted
+    warnings: list[str] = field(default_factory=list)
 
-    def add(self, rows: dict[str, int]) -> None:
-        for table, count in rows.items():
-            self.rows[table] = self.rows.get(table, 0) + count
+    def add(self, counts: dict[str, int], into: dict[str, int]) -> None:
+        for table, count in counts.items():
+            if count:
+                into[table] = into.get(table, 0) + count
 
 
 def ensure_warehouse(conn: Connection) -> None:
-    """Create the warehouse tables, keys and the batch register when missing."""
+    """Create the warehouse tables, keys and registers when missing."""
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
         for statement in warehouse_ddl():
             cur.execute(statement)
 
 
-def _read_parquet(lake: Lake, key: str, table: WarehouseTable) -> pl.DataFrame:
-    frame = pl.read_parquet(io.BytesIO(lake.processed.get(key)))
+def _read_parquet(lake: Lake, output: TableOutput, table: WarehouseTable) -> pl.DataFrame:
+    where = f"{table.name} ({lake.processed.location(output.key)})"
+    try:
+        frame = pl.read_parquet(io.BytesIO(lake.processed.get(output.key)))
+    except FileNotFoundError:
+        raise ProcessedFileError(f"{where}: the file is missing from the lake") from None
+    except pl.exceptions.PolarsError as exc:
+        raise ProcessedFileError(f"{where}: not a readable Parquet file: {exc}") from None
     # Lakes written before times of day became text hold Parquet TIME columns: same values.
     frame = frame.with_columns(pl.col(pl.Time).dt.strftime(TIME_FORMAT))
     if frame.schema != table.polars_schema:
-        raise LoadError(
-            f"{table.name} ({lake.processed.location(key)}): columns/types "
-            f"{dict(frame.schema)} do not match the warehouse {dict(table.polars_schema)}"
+        raise ProcessedFileError(
+            f"{where}: columns/types {dict(frame.schema)} do not match the warehouse "
+            f"{dict(table.polars_schema)}"
+        )
+    if frame.height != output.rows:
+        raise ProcessedFileError(
+            f"{where}: {frame.height} rows, but the processed manifest says {output.rows}"
         )
     return frame
 
 
-def _stage(cur, table: WarehouseTable, frame: pl.DataFrame) -> sql.Identifier:
+def _stage(cur: Cursor, table: WarehouseTable, frame: pl.DataFrame) -> sql.Identifier:
     staging = sql.Identifier(f"stage_{table.name}")
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
     cur.execute(
         sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
             staging, columns, sql.Identifier(table.name)
@@ -95,7 +140,9 @@ def _stage(cur, table: WarehouseTable, frame: pl.DataFrame) -> sql.Identifier:
     return staging
 
 
-def _merge_dimension(cur, table: WarehouseTable, staging: sql.Identifier, batch_id: str) -> int:
+def _merge_dimension(
+    cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
+) -> int:
     target = sql.Identifier(table.name)
     key = sql.Identifier(table.key)
     names = [sql.Identifier(c) for c in table.column_names]
@@ -130,7 +177,7 @@ def _merge_dimension(cur, table: WarehouseTable, staging: sql.Identifier, batch_
 
 
 @contextmanager
-def _foreign_keys_checked_in_bulk(cur, table: WarehouseTable) -> Iterator[None]:
+def _foreign_keys_checked_in_bulk(cur: Cursor, table: WarehouseTable) -> Iterator[None]:
     """Drop the table's foreign keys, then add them back, which checks every row at once.
 
     Inside the load's transaction: nobody sees the table without its keys, and a row that
@@ -148,7 +195,60 @@ def _foreign_keys_checked_in_bulk(cur, table: WarehouseTable) -> Iterator[None]:
         cur.execute(sql.SQL("ALTER TABLE {} ADD {}").format(target, foreign_key_clause(table, col)))
 
 
-def _append_facts(cur, table: WarehouseTable, staging: sql.Identifier, batch_id: str) -> int:
+def _missing_dimensions(
+    table: WarehouseTable, value_of: Callable[[Column], sql.Composable]
+) -> sql.Composable:
+    """SQL naming the dimension rows a fact row lacks (``value_of(col)``: its value of a
+    foreign key column), or NULL when every one is there."""
+    cases = [
+        sql.SQL(
+            "CASE WHEN NOT EXISTS (SELECT 1 FROM {dim} d WHERE d.{key} = {value})"
+            " THEN {label} || {value}::text END"
+        ).format(
+            dim=sql.Identifier(col.references),
+            key=sql.Identifier(warehouse_table(col.references).key),
+            value=value_of(col),
+            label=sql.Literal(f"{col.references} "),
+        )
+        for col in table.foreign_keys
+    ]
+    return sql.SQL("NULLIF(concat_ws(', ', {}), '')").format(sql.SQL(", ").join(cases))
+
+
+def _staged_value(col: Column) -> sql.Composable:
+    return sql.SQL("s.{}").format(sql.Identifier(col.name))
+
+
+def _waiting_value(col: Column) -> sql.Composable:
+    # The column's type comes from the schema (an allow-list), never from input.
+    return sql.SQL("(w.row ->> {})::{}").format(sql.Literal(col.name), sql.SQL(col.pg_type))
+
+
+def _divert_waiting(
+    cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
+) -> int:
+    """Move staged fact rows whose dimension rows are missing to the waiting register."""
+    missing = _missing_dimensions(table, _staged_value)
+    cur.execute(
+        sql.SQL(
+            "WITH gone AS (DELETE FROM {staging} s WHERE {missing} IS NOT NULL"
+            " RETURNING s.*, {missing} AS missing)"
+            " INSERT INTO {waiting} (table_name, id, batch_id, row, missing)"
+            " SELECT %s, gone.{key}, %s, to_jsonb(gone) - 'missing', gone.missing FROM gone"
+        ).format(
+            staging=staging,
+            missing=missing,
+            waiting=sql.Identifier(WAITING_TABLE),
+            key=sql.Identifier(table.key),
+        ),
+        (table.name, batch_id),
+    )
+    return cur.rowcount
+
+
+def _append_facts(
+    cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
+) -> int:
     names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(
         sql.SQL(
@@ -167,71 +267,347 @@ def _append_facts(cur, table: WarehouseTable, staging: sql.Identifier, batch_id:
     return cur.rowcount
 
 
-def load_batch(conn: Connection, lake: Lake, batch_id: str) -> dict[str, int] | None:
-    """Load one transformed batch; None if the warehouse already has it."""
+def _deliver_waiting(cur: Cursor, table: WarehouseTable) -> int:
+    """Append the waiting rows of ``table`` whose dimension rows have arrived since."""
+    picked = sql.SQL(", ").join(
+        sql.SQL("r.{}").format(sql.Identifier(c)) for c in table.column_names
+    )
+    cur.execute(
+        sql.SQL(
+            "WITH ready AS (DELETE FROM {waiting} w WHERE w.table_name = %s AND {missing} IS NULL"
+            " RETURNING w.row, w.batch_id)"
+            " INSERT INTO {target} ({cols}, version_hash, batch_id)"
+            " SELECT {picked}, md5(ROW({picked})::text), ready.batch_id"
+            " FROM ready, jsonb_populate_record(NULL::{target}, ready.row) r"
+            " ON CONFLICT ({key}, version_hash) DO NOTHING"
+        ).format(
+            waiting=sql.Identifier(WAITING_TABLE),
+            missing=_missing_dimensions(table, _waiting_value),
+            target=sql.Identifier(table.name),
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names),
+            picked=picked,
+            key=sql.Identifier(table.key),
+        ),
+        (table.name,),
+    )
+    return cur.rowcount
+
+
+def _mark_deletions(
+    cur: Cursor,
+    table: WarehouseTable,
+    output: TableOutput,
+    staging: sql.Identifier | None,
+    batch_id: str,
+) -> int:
+    """Ids the batch holds completely (its snapshot) but without a row are marked deleted;
+    ids it has rows for are unmarked. Rows set aside (quarantined) or waiting for their
+    dimension rows exist: never deleted."""
+    if table.source is None:  # dim_date: generated, not a copy of source rows
+        return 0
+    key, register = sql.Identifier(table.key), sql.Identifier(DELETED_TABLE)
+    absent = sql.SQL("true")
+    if staging is not None:
+        cur.execute(
+            sql.SQL(
+                "DELETE FROM {register} r WHERE r.table_name = %s"
+                " AND EXISTS (SELECT 1 FROM {staging} s WHERE s.{key} = r.id)"
+            ).format(register=register, staging=staging, key=key),
+            (table.name,),
+        )
+        absent = sql.SQL("NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{})").format(
+            staging, key, key
+        )
+    # A row waiting for its dimension row exists too.
+    absent = sql.SQL(
+        "{} AND NOT EXISTS (SELECT 1 FROM {} w WHERE w.table_name = {} AND w.id = t.{})"
+    ).format(absent, sql.Identifier(WAITING_TABLE), sql.Literal(table.name), key)
+    snapshot = output.snapshot
+    if snapshot is None:
+        return 0
+    in_snapshot = sql.SQL("true")
+    params: list = [table.name, batch_id]
+    if not snapshot.full:
+        in_snapshot = sql.SQL("t.{} / %s = ANY(%s::integer[])").format(key)
+        params += [snapshot.width, list(snapshot.buckets)]
+    params += [output.quarantined_ids, table.name]
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {register} (table_name, id, batch_id)"
+            " SELECT DISTINCT %s, t.{key}, %s FROM {target} t"
+            " WHERE {in_snapshot} AND {absent} AND t.{key} <> ALL(%s::integer[])"
+            " AND NOT EXISTS (SELECT 1 FROM {register} r"
+            " WHERE r.table_name = %s AND r.id = t.{key})"
+        ).format(
+            register=register,
+            key=key,
+            target=sql.Identifier(table.name),
+            in_snapshot=in_snapshot,
+            absent=absent,
+        ),
+        params,
+    )
+    return cur.rowcount
+
+
+@dataclass
+class _BatchLoad:
+    """What loading one batch did, per table."""
+
+    written: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)  # newly waiting
+    delivered: dict[str, int] = field(default_factory=dict)  # waiting rows delivered
+    deleted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows written per table: new fact versions and changed dimension rows."""
+        names = self.written.keys() | self.delivered.keys()
+        counts = {n: self.written.get(n, 0) + self.delivered.get(n, 0) for n in names}
+        return {n: c for n, c in counts.items() if c}
+
+
+def _load_table(
+    cur: Cursor, lake: Lake, manifest: ProcessedManifest, table: WarehouseTable, done: _BatchLoad
+) -> None:
+    output = manifest.tables.get(table.name)
+    if output is None:
+        return
+    batch_id = manifest.batch_id
+    staging = None
+    if output.key is not None:
+        frame = _read_parquet(lake, output, table)
+        try:
+            staging = _stage(cur, table, frame)
+            if table.kind == "dimension":
+                done.written[table.name] = _merge_dimension(cur, table, staging, batch_id)
+            else:
+                done.waiting[table.name] = _divert_waiting(cur, table, staging, batch_id)
+                if frame.height > BULK_CHECK_ROWS:
+                    with _foreign_keys_checked_in_bulk(cur, table):
+                        done.written[table.name] = _append_facts(cur, table, staging, batch_id)
+                else:
+                    done.written[table.name] = _append_facts(cur, table, staging, batch_id)
+        except psycopg2.OperationalError:
+            raise  # the server went away: retried as DatabaseUnavailableError (see db.connect)
+        except psycopg2.Error as exc:
+            raise LoadError(
+                f"batch {batch_id}, table {table.name} ({lake.processed.location(output.key)}): "
+                f"{_describe(exc)}"
+            ) from None
+    done.deleted[table.name] = _mark_deletions(cur, table, output, staging, batch_id)
+
+
+def _describe(exc: psycopg2.Error) -> str:
+    detail = (exc.diag.message_primary or str(exc)).strip()
+    if exc.diag.message_detail:
+        detail += f" ({exc.diag.message_detail.strip()})"
+    return detail
+
+
+def _register(cur: Cursor) -> dict[str, str]:
+    """batch id -> status, for every batch in the warehouse's register."""
+    cur.execute(sql.SQL("SELECT batch_id, status FROM {}").format(sql.Identifier(BATCH_TABLE)))
+    return dict(cur.fetchall())
+
+
+def _record(
+    cur: Cursor, batch_id: str, rows: dict[str, int], status: str, reason: str | None
+) -> None:
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {} (batch_id, rows_written, status, reason) VALUES (%s, %s, %s, %s)"
+        ).format(sql.Identifier(BATCH_TABLE)),
+        (batch_id, Json(rows), status, reason),
+    )
+
+
+def _record_skip(cur: Cursor, skip: SkipRecord) -> None:
+    _record(cur, skip.batch_id, {}, "skipped", f"{skip.reason} ({skip.by}, {skip.skipped_at})")
+
+
+def _check_chain(manifest: ProcessedManifest, register: dict[str, str], lake: Lake) -> None:
+    previous = manifest.previous_batch_id
+    if previous is None or previous in register:
+        return
+    raise BrokenChainError(
+        f"batch {manifest.batch_id} follows batch {previous}, which is neither in the "
+        f"warehouse nor transformed nor skipped in the lake ({lake.processed.location()}): "
+        "the chain of batches is broken"
+    )
+
+
+def _load_manifest(cur: Cursor, lake: Lake, manifest: ProcessedManifest) -> _BatchLoad:
+    """Every table of one batch, waiting rows delivered, the batch registered; inside the
+    caller's transaction."""
+    _check_chain(manifest, _register(cur), lake)
+    done = _BatchLoad()
+    for table in WAREHOUSE_TABLES:
+        _load_table(cur, lake, manifest, table, done)
+    for table in WAREHOUSE_TABLES:
+        if table.kind == "fact":
+            done.delivered[table.name] = _deliver_waiting(cur, table)
+    _record(cur, manifest.batch_id, done.rows, "loaded", None)
+    return done
+
+
+def load_batch(conn: Connection, lake: Lake, batch_id: str) -> _BatchLoad | None:
+    """Load one transformed batch in one transaction; None if the warehouse already has it."""
     manifest = lake.processed_manifest(batch_id)
-    written: dict[str, int] = {}
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
-        cur.execute(
-            sql.SQL("SELECT 1 FROM {} WHERE batch_id = %s").format(sql.Identifier(BATCH_TABLE)),
-            (batch_id,),
-        )
-        if cur.fetchone() is not None:
+        if batch_id in _register(cur):
             return None
-        for table in WAREHOUSE_TABLES:
-            output = manifest.tables.get(table.name)
-            if output is None or output.key is None:
-                continue
-            frame = _read_parquet(lake, output.key, table)
-            try:
-                staging = _stage(cur, table, frame)
-                if table.kind == "dimension":
-                    written[table.name] = _merge_dimension(cur, table, staging, batch_id)
-                elif frame.height > BULK_CHECK_ROWS:
-                    with _foreign_keys_checked_in_bulk(cur, table):
-                        written[table.name] = _append_facts(cur, table, staging, batch_id)
-                else:
-                    written[table.name] = _append_facts(cur, table, staging, batch_id)
-            except psycopg2.Error as exc:
-                detail = (exc.diag.message_primary or str(exc)).strip()
-                if exc.diag.message_detail:
-                    detail += f" ({exc.diag.message_detail.strip()})"
-                raise LoadError(
-                    f"batch {batch_id}, table {table.name} "
-                    f"({lake.processed.location(output.key)}): {detail}"
-                ) from None
+        return _load_manifest(cur, lake, manifest)
+
+
+def _record_skips(conn: Connection, lake: Lake) -> list[str]:
+    """Write every skipped batch not yet in the register into it (status skipped)."""
+    recorded = []
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        current = _register(cur)
+        for batch_id, skip in sorted(lake.skipped().items()):
+            if batch_id not in current:
+                _record_skip(cur, skip)
+                recorded.append(batch_id)
+    return recorded
+
+
+def pending_batches(conn: Connection, lake: Lake) -> list[str]:
+    """Transformed batches the warehouse does not have yet, oldest first."""
+    with conn, conn.cursor() as cur:
+        register = _register(cur)
+    return [b for b in lake.transformed_batches() if b not in register]
+
+
+def _waiting_now(conn: Connection) -> dict[str, int]:
+    with conn, conn.cursor() as cur:
         cur.execute(
-            sql.SQL("INSERT INTO {} (batch_id, rows_written) VALUES (%s, %s)").format(
-                sql.Identifier(BATCH_TABLE)
-            ),
-            (batch_id, Json(written)),
+            sql.SQL("SELECT table_name, count(*) FROM {} GROUP BY 1").format(
+                sql.Identifier(WAITING_TABLE)
+            )
         )
-    return written
+        return dict(cur.fetchall())
 
 
-def load_batches(conn: Connection, lake: Lake, batch_ids: list[str]) -> LoadSummary:
-    """Load each batch in order; mark it loaded in the lake once committed."""
+def load_batches(conn: Connection, lake: Lake, batch_ids: list[str] | None = None) -> LoadSummary:
+    """Load pending batches in order (by default every transformed batch the warehouse does
+    not have, at most MAX_BATCHES_PER_RUN), after recording skipped ones."""
     ensure_warehouse(conn)
     summary = LoadSummary()
-    for batch_id in sorted(batch_ids):
-        written = load_batch(conn, lake, batch_id)
-        if written is None:
-            summary.skipped_batch_ids.append(batch_id)
-        else:
-            summary.loaded_batch_ids.append(batch_id)
-            summary.add(written)
-        # A hint for the next extract; the warehouse's batch register is the truth.
-        lake.processed.put_new(loaded_key(batch_id), b'{"loaded": true}\n')
+    summary.skipped_batch_ids = _record_skips(conn, lake)
+    if batch_ids is None:
+        batch_ids = pending_batches(conn, lake)[:MAX_BATCHES_PER_RUN]
+    for batch_id in sorted(set(batch_ids)):
+        done = load_batch(conn, lake, batch_id)
+        if done is None:
+            continue
+        summary.loaded_batch_ids.append(batch_id)
+        summary.add(done.rows, summary.rows)
+        summary.add(done.deleted, summary.deleted)
+        for table, count in done.waiting.items():
+            if count:
+                summary.warnings.append(
+                    f"{table}: {count} rows of batch {batch_id} wait for their dimension rows"
+                    f" ({WAITING_TABLE}); they load as soon as those arrive"
+                )
+        for table, count in done.deleted.items():
+            if count:
+                summary.warnings.append(
+                    f"{table}: {count} ids no longer exist in ToteSys (batch {batch_id});"
+                    f" marked in {DELETED_TABLE}"
+                )
+    summary.waiting = _waiting_now(conn)
     return summary
 
 
-def run_load(lake: Lake, warehouse_dsn: str, batch_ids: list[str]) -> dict:
+def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummary:
+    """Rebuild the warehouse, or one table, from the immutable lake alone.
+
+    Everything: empty every table and register, then load every batch in order (skips
+    recorded). One table: a fact table is emptied and every loaded batch's rows appended
+    again in order; a dimension (whose rows facts reference, so it is never emptied) gets
+    every batch's rows upserted again in order, latest winning. Either way in one
+    transaction: readers see the old warehouse or the rebuilt one, nothing between.
+    """
+    ensure_warehouse(conn)
+    if table is None:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+            names = [*WAREHOUSE_TABLE_NAMES, BATCH_TABLE, DELETED_TABLE, WAITING_TABLE]
+            cur.execute(
+                sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                    sql.SQL(", ").join(sql.Identifier(n) for n in names)
+                )
+            )
+            summary = _load_all(lake, cur)
+        return summary
+    spec = warehouse_table(table)  # the allow-list
+    summary = LoadSummary()
+    done = _BatchLoad()
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        for register in (DELETED_TABLE, WAITING_TABLE):
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE table_name = %s").format(sql.Identifier(register)),
+                (table,),
+            )
+        if spec.kind == "fact":
+            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+        loaded = sorted(b for b, status in _register(cur).items() if status == "loaded")
+        for batch_id in loaded:
+            _load_table(cur, lake, lake.processed_manifest(batch_id), spec, done)
+            if spec.kind == "fact":
+                done.delivered[table] = done.delivered.get(table, 0) + _deliver_waiting(cur, spec)
+        summary.loaded_batch_ids = loaded
+    summary.add(done.rows, summary.rows)
+    summary.add(done.deleted, summary.deleted)
+    summary.waiting = _waiting_now(conn)
+    return summary
+
+
+def _load_all(lake: Lake, cur: Cursor) -> LoadSummary:
+    """Every batch of the lake in chain order, inside the caller's open transaction."""
+    summary = LoadSummary()
+    skipped = lake.skipped()
+    for batch_id in sorted(set(lake.transformed_batches()) | set(skipped)):
+        if batch_id in skipped:
+            _record_skip(cur, skipped[batch_id])
+            summary.skipped_batch_ids.append(batch_id)
+            continue
+        done = _load_manifest(cur, lake, lake.processed_manifest(batch_id))
+        summary.loaded_batch_ids.append(batch_id)
+        summary.add(done.rows, summary.rows)
+        summary.add(done.deleted, summary.deleted)
+    return summary
+
+
+def run_load(
+    lake: Lake,
+    warehouse_dsn: str,
+    batch_ids: list[str] | None = None,
+    replay_what: str | None = None,
+) -> dict:
     """The load stage: what its handler returns to the state machine."""
+    if replay_what not in (None, REPLAY_ALL, *WAREHOUSE_TABLE_NAMES):
+        raise InvalidInputError(
+            f"'replay' must be \"all\" or one of {', '.join(WAREHOUSE_TABLE_NAMES)};"
+            f" got {replay_what!r:.100}"
+        )
     with connect(warehouse_dsn, application_name="totes-load") as conn:
-        summary = load_batches(conn, lake, batch_ids)
+        if replay_what is not None:
+            summary = replay(conn, lake, None if replay_what == REPLAY_ALL else replay_what)
+        else:
+            summary = load_batches(conn, lake, batch_ids)
+    lines = summary.warnings[:MAX_LISTED]
+    if len(summary.warnings) > MAX_LISTED:
+        lines.append(f"... and {len(summary.warnings) - MAX_LISTED} more")
     return {
         "loaded_batch_ids": summary.loaded_batch_ids,
         "skipped_batch_ids": summary.skipped_batch_ids,
         "rows": summary.rows,
+        "waiting": summary.waiting,
+        "deleted": summary.deleted,
+        "warnings": "\n".join(lines),
     }

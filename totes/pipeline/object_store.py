@@ -60,17 +60,20 @@ class LocalStore:
         return True
 
     def get(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError when there is none."""
         return self._path(key).read_bytes()
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
-        if not self.root.is_dir():
+        # Walk only the folder the prefix names, not the whole lake.
+        folder = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not folder.is_dir():
             return []
         keys = (
             p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
+            for p in folder.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
         return sorted(k for k in keys if k.startswith(prefix))
@@ -102,7 +105,14 @@ class S3Store:
         return True
 
     def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        """The object's bytes; FileNotFoundError when there is none (as LocalStore)."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.location(key)) from None
+            raise
+        return response["Body"].read()
 
     def exists(self, key: str) -> bool:
         try:

@@ -1,7 +1,10 @@
 """Source frames -> warehouse frames: pure polars functions, no I/O.
 
 Input frames are typed as ``ingestion_csv.source_polars_schema``; every output frame has
-exactly ``warehouse_table(name).polars_schema`` (checked once, in ``conform``).
+exactly ``warehouse_table(name).polars_schema`` (checked once, in ``conform``). A source
+row that cannot become a warehouse row (a text date that is not a date, an unknown
+currency, a department that is not there, a NULL the warehouse does not allow) is left
+out and reported as a ``Rejection``; the rest of the batch is delivered.
 
 Facts get one row per source row of the batch: each row in a batch is a new version, and
 the load de-duplicates versions. Dimensions hold latest values: dim_staff and
@@ -13,20 +16,23 @@ row derived from it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
-from totes.pipeline.ingestion_csv import source_polars_schema
+from totes.pipeline.ingestion_csv import Rejection, source_polars_schema
 from totes.schema.currencies import UnknownCurrencyError, currency_name
 from totes.schema.source import source_table
 from totes.schema.warehouse import TIME_FORMAT, WAREHOUSE_TABLE_NAMES, warehouse_table
+
+Rejections = list[Rejection]
 
 Frames = Mapping[str, pl.DataFrame]
 
 AUDIT_TIMESTAMPS = ("created_at", "last_updated")
 
 # Dimensions rebuilt in full from the current state of these source tables whenever the
-# batch holds a row of any of them.
+# batch holds a row of any of them (the extract writes them whole: FULL_COPY_TABLES).
 STATE_TABLES: dict[str, tuple[str, str]] = {
     "dim_staff": ("staff", "department"),
     "dim_counterparty": ("counterparty", "address"),
@@ -54,23 +60,31 @@ class RemodelError(ValueError):
     """Source rows that cannot become warehouse rows; the message names table, id, column."""
 
 
-def conform(name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` as exactly the warehouse table's columns and types, NOT NULLs checked."""
+def conform(name: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
+    """``frame`` as exactly the warehouse table's columns and types; rows with a NULL where
+    the warehouse has NOT NULL are left out and returned as rejections."""
     table = warehouse_table(name)
     missing = [c for c in table.column_names if c not in frame.columns]
     if missing:
         raise RemodelError(f"{name}: the remodel produced no column {missing}")
     out = frame.select(pl.col(c.name).cast(c.polars_type, strict=True) for c in table.columns)
-    for col in table.columns:
-        if not col.nullable and out[col.name].null_count():
-            key = out.filter(pl.col(col.name).is_null())[table.key][0]
-            raise RemodelError(
-                f"{name}: column {col.name} is NULL for {table.key} {key}, "
-                "but it is NOT NULL in the warehouse"
-            )
+    rejections: Rejections = []
+    required = [c.name for c in table.columns if not c.nullable]
+    nulls = out.filter(pl.any_horizontal(pl.col(required).is_null())) if required else out.clear()
+    for row in nulls.iter_rows(named=True):
+        for column in required:
+            if row[column] is None:
+                rejections.append(
+                    Rejection(
+                        table.source or name, None, row[table.key], column, None,
+                        f"NULL in {name}.{column}, which the warehouse requires",
+                    )
+                )  # fmt: skip
+    if rejections:
+        out = out.filter(~pl.any_horizontal(pl.col(required).is_null()))
     if out.schema != table.polars_schema:  # cannot happen after the casts; a cheap guard
         raise RemodelError(f"{name}: schema {out.schema} is not {table.polars_schema}")
-    return out
+    return out, rejections
 
 
 def empty_source(table: str) -> pl.DataFrame:
@@ -101,28 +115,34 @@ def latest_versions(table: str, versions: Sequence[pl.DataFrame]) -> pl.DataFram
 # --- dimensions ---------------------------------------------------------------------------
 
 
-def _renamed_dimension(name: str, frame: pl.DataFrame, renames: dict[str, str]) -> pl.DataFrame:
+def _renamed_dimension(
+    name: str, frame: pl.DataFrame, renames: dict[str, str]
+) -> tuple[pl.DataFrame, Rejections]:
     table = warehouse_table(name)
     return conform(name, frame.rename(renames).sort(table.key))
 
 
-def _check_found(joined: pl.DataFrame, probe: str, child: str, fk: str, parent: str) -> None:
-    """After a left join: every row found its parent (``probe``: a NOT NULL parent column)."""
-    orphans = joined.filter(pl.col(probe).is_null())
-    if not orphans.is_empty():
-        pk = source_table(child).primary_key
-        raise RemodelError(
-            f"{child} {pk} {orphans[pk][0]}: {fk} {orphans[fk][0]} is not in the current "
-            f"{parent} table"
-        )
+def _orphans(
+    joined: pl.DataFrame, probe: str, child: str, fk: str, parent: str
+) -> tuple[pl.DataFrame, Rejections]:
+    """After a left join: rows that found no parent (``probe``: a NOT NULL parent column)
+    are left out and rejected."""
+    found = pl.col(probe).is_not_null()
+    pk = source_table(child).primary_key
+    rejections = [
+        Rejection(child, None, row_id, fk, str(parent_id), f"{fk} {parent_id} is not in {parent}")
+        for row_id, parent_id in joined.filter(~found).select(pk, fk).iter_rows()
+    ]
+    return joined.filter(found), rejections
 
 
-def dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> pl.DataFrame:
+def dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
     """From the FULL current staff and department tables."""
     departments = department.select("department_id", "department_name", "location")
     joined = staff.join(departments, on="department_id", how="left", validate="m:1")
-    _check_found(joined, "department_name", "staff", "department_id", "department")
-    return _renamed_dimension("dim_staff", joined, {})
+    joined, orphans = _orphans(joined, "department_name", "staff", "department_id", "department")
+    frame, nulls = _renamed_dimension("dim_staff", joined, {})
+    return frame, orphans + nulls
 
 
 def _legal_address(address: pl.DataFrame) -> pl.DataFrame:
@@ -135,24 +155,36 @@ def _legal_address(address: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def dim_counterparty(counterparty: pl.DataFrame, address: pl.DataFrame) -> pl.DataFrame:
+def dim_counterparty(
+    counterparty: pl.DataFrame, address: pl.DataFrame
+) -> tuple[pl.DataFrame, Rejections]:
     """From the FULL current counterparty and address tables; contacts are dropped."""
     joined = counterparty.join(
         _legal_address(address), on="legal_address_id", how="left", validate="m:1"
     )
-    _check_found(joined, _LEGAL + "city", "counterparty", "legal_address_id", "address")
-    return _renamed_dimension("dim_counterparty", joined, {})
+    joined, orphans = _orphans(
+        joined, _LEGAL + "city", "counterparty", "legal_address_id", "address"
+    )
+    frame, nulls = _renamed_dimension("dim_counterparty", joined, {})
+    return frame, orphans + nulls
 
 
-def dim_currency(currency: pl.DataFrame) -> pl.DataFrame:
-    try:
-        names = {code: currency_name(code) for code in currency["currency_code"].unique()}
-    except UnknownCurrencyError as exc:
-        raise RemodelError(f"dim_currency: {exc}") from exc
-    named = currency.with_columns(
+def dim_currency(currency: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
+    """With each code's ISO 4217 name; a code without one is rejected."""
+    names: dict[str, str] = {}
+    rejections: Rejections = []
+    for currency_id, code in currency.select("currency_id", "currency_code").iter_rows():
+        try:
+            names[code] = currency_name(code)
+        except UnknownCurrencyError as exc:
+            rejections.append(
+                Rejection("currency", None, currency_id, "currency_code", code, str(exc))
+            )
+    named = currency.filter(pl.col("currency_code").is_in(list(names))).with_columns(
         currency_name=pl.col("currency_code").replace_strict(names, return_dtype=pl.String)
     )
-    return _renamed_dimension("dim_currency", named, {})
+    frame, nulls = _renamed_dimension("dim_currency", named, {})
+    return frame, rejections + nulls
 
 
 def dim_date(facts: Frames) -> pl.DataFrame:
@@ -165,7 +197,7 @@ def dim_date(facts: Frames) -> pl.DataFrame:
     ]
     dates = pl.concat(days) if days else pl.DataFrame(schema={"date_id": pl.Date})
     day = pl.col("date_id")
-    return conform(
+    frame, _ = conform(  # every column derives from a non-null date: nothing to reject
         "dim_date",
         dates.unique()
         .drop_nulls()
@@ -180,6 +212,7 @@ def dim_date(facts: Frames) -> pl.DataFrame:
             quarter=day.dt.quarter(),
         ),
     )
+    return frame
 
 
 # --- facts --------------------------------------------------------------------------------
@@ -194,24 +227,29 @@ def _split_timestamp(column: str) -> list[pl.Expr]:
     ]
 
 
-def _text_dates(frame: pl.DataFrame, table: str, columns: Sequence[str]) -> pl.DataFrame:
-    """Text yyyy-mm-dd columns cast to Date; a bad one is reported with its row's id."""
+def _text_dates(
+    frame: pl.DataFrame, table: str, columns: Sequence[str]
+) -> tuple[pl.DataFrame, Rejections]:
+    """Text yyyy-mm-dd columns cast to Date; a row with one that is not a date is rejected."""
     pk = source_table(table).primary_key
+    rejections: Rejections = []
+    good = pl.lit(True)
     for col in columns:
         text = pl.col(col)
-        ok = (
+        ok = text.is_null() | (
             text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
             & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
         )
-        bad = frame.filter(text.is_not_null() & ~ok)
-        if not bad.is_empty():
-            raise RemodelError(
-                f"{table} id {bad[pk][0]}: column {col}: {bad[col][0]!r} is not a date (yyyy-mm-dd)"
-            )
-    return frame.with_columns(pl.col(c).str.to_date("%Y-%m-%d", strict=True) for c in columns)
+        for row_id, value in frame.filter(~ok).select(pk, col).iter_rows():
+            rejections.append(Rejection(table, None, row_id, col, value, "not a date (yyyy-mm-dd)"))
+        good = good & ok
+    frame = frame.filter(good)
+    return frame.with_columns(
+        pl.col(c).str.to_date("%Y-%m-%d", strict=True) for c in columns
+    ), rejections
 
 
-def fact(name: str, source: pl.DataFrame) -> pl.DataFrame:
+def fact(name: str, source: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
     """One fact row per source row: timestamps split, text dates cast, columns renamed."""
     table, renames = _FACT_SOURCES[name]
     spec = source_table(table)
@@ -220,11 +258,13 @@ def fact(name: str, source: pl.DataFrame) -> pl.DataFrame:
         for c in warehouse_table(name).columns
         if c.pg_type == "date" and c.name in spec.column_names
     ]
-    frame = _text_dates(source, table, text_dates).with_columns(
+    frame, bad_dates = _text_dates(source, table, text_dates)
+    frame = frame.with_columns(
         *(e for column in AUDIT_TIMESTAMPS for e in _split_timestamp(column))
     )
     out = frame.rename(renames).sort(spec.primary_key, "last_updated", maintain_order=True)
-    return conform(name, out)
+    conformed, nulls = conform(name, out)
+    return conformed, bad_dates + nulls
 
 
 # --- a whole batch ------------------------------------------------------------------------
@@ -247,10 +287,10 @@ def _rows(frames: Frames, table: str) -> pl.DataFrame:
     return frames[table] if table in frames else empty_source(table)
 
 
-def _state_dimension(name: str, batch: Frames, state: Frames) -> pl.DataFrame:
+def _state_dimension(name: str, batch: Frames, state: Frames) -> tuple[pl.DataFrame, Rejections]:
     sources = STATE_TABLES[name]
     if not any(_has_rows(batch, t) for t in sources):
-        return conform(name, pl.DataFrame(schema=warehouse_table(name).polars_schema))
+        return pl.DataFrame(schema=warehouse_table(name).polars_schema), []
     absent = [t for t in sources if t not in state]
     if absent:
         raise RemodelError(f"{name}: the current state of {absent} was not provided")
@@ -258,22 +298,32 @@ def _state_dimension(name: str, batch: Frames, state: Frames) -> pl.DataFrame:
     return build(*(state[t] for t in sources))
 
 
-def remodel_batch(batch: Frames, state: Frames) -> dict[str, pl.DataFrame]:
+@dataclass(frozen=True)
+class Remodelled:
+    """Every warehouse frame of one batch, and the source rows left out with the reason."""
+
+    frames: dict[str, pl.DataFrame]
+    rejections: Rejections
+
+
+def remodel_batch(batch: Frames, state: Frames) -> Remodelled:
     """Every warehouse frame (empty where the batch has nothing) for one batch.
 
     ``batch``: the batch's source frames by table (absent = no rows). ``state``: the
     current full state of the tables ``needs_state(batch)`` names, this batch included.
     """
-    facts = {name: fact(name, _rows(batch, source)) for name, (source, _) in _FACT_SOURCES.items()}
-    frames: dict[str, pl.DataFrame] = {
-        "dim_date": dim_date(facts),
-        "dim_currency": dim_currency(_rows(batch, "currency")),
-        **{name: _state_dimension(name, batch, state) for name in STATE_TABLES},
-        **{
-            name: _renamed_dimension(name, _rows(batch, source), renames)
-            for name, (source, renames) in _PLAIN_DIMENSIONS.items()
-        },
-        **facts,
+    built: dict[str, tuple[pl.DataFrame, Rejections]] = {
+        name: fact(name, _rows(batch, source)) for name, (source, _) in _FACT_SOURCES.items()
     }
-    assert set(frames) == set(WAREHOUSE_TABLE_NAMES), sorted(frames)
-    return {name: frames[name] for name in WAREHOUSE_TABLE_NAMES}
+    built["dim_currency"] = dim_currency(_rows(batch, "currency"))
+    for name in STATE_TABLES:
+        built[name] = _state_dimension(name, batch, state)
+    for name, (source, renames) in _PLAIN_DIMENSIONS.items():
+        built[name] = _renamed_dimension(name, _rows(batch, source), renames)
+    facts = {name: built[name][0] for name in _FACT_SOURCES}
+    built["dim_date"] = (dim_date(facts), [])
+    assert set(built) == set(WAREHOUSE_TABLE_NAMES), sorted(built)
+    return Remodelled(
+        frames={name: built[name][0] for name in WAREHOUSE_TABLE_NAMES},
+        rejections=[r for name in WAREHOUSE_TABLE_NAMES for r in built[name][1]],
+    )

@@ -227,6 +227,29 @@ def source_table(name: str) -> SourceTable:
         raise KeyError(f"{name!r} is not a ToteSys table we extract") from None
 
 
+# Tables the transform needs whole (dim_staff and dim_counterparty join them in full): the
+# extract writes a full copy of one whenever any of its rows changed. They are small.
+FULL_COPY_TABLES: tuple[str, ...] = ("address", "counterparty", "department", "staff")
+
+# How PostgreSQL's format_type() spells each declared type, to detect a retyped column.
+_CATALOG_TYPES = {
+    "serial": "integer",
+    "integer": "integer",
+    "text": "text",
+    "boolean": "boolean",
+    "timestamp(3)": "timestamp(3) without time zone",
+    "numeric(10,2)": "numeric(10,2)",
+    "varchar(3)": "character varying(3)",
+}
+
+
+def catalog_type(col: Column) -> str:
+    """The type as ``format_type()`` prints it for a column declared like ``col``."""
+    if col.pg_type.startswith('"'):
+        return col.pg_type  # an enum: format_type quotes mixed-case names the same way
+    return _CATALOG_TYPES[col.pg_type]
+
+
 def foreign_keys() -> list[tuple[SourceTable, Column]]:
     """Every (table, column) that references another table."""
     return [(t, c) for t in SOURCE_TABLES for c in t.columns if c.references]

@@ -53,6 +53,11 @@ class WarehouseTable:
     record_id: str | None = None  # facts only: serial surrogate key, one per version
 
     @property
+    def source(self) -> str | None:
+        """The ToteSys table whose primary key is this table's natural id (None: dim_date)."""
+        return SOURCE_OF.get(self.name)
+
+    @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
@@ -234,6 +239,21 @@ FACTS: tuple[WarehouseTable, ...] = (
         record_id="payment_record_id",
     ),
 )
+
+# Each table's natural id is the primary key of one ToteSys table: a source row deleted
+# there is a warehouse row to mark deleted here.
+SOURCE_OF: dict[str, str] = {
+    "dim_staff": "staff",
+    "dim_location": "address",
+    "dim_currency": "currency",
+    "dim_design": "design",
+    "dim_counterparty": "counterparty",
+    "dim_payment_type": "payment_type",
+    "dim_transaction": "transaction",
+    "fact_sales_order": "sales_order",
+    "fact_purchase_order": "purchase_order",
+    "fact_payment": "payment",
+}
 
 # Load order: dimensions (dim_date first) before the facts that reference them.
 WAREHOUSE_TABLES: tuple[WarehouseTable, ...] = DIMENSIONS + FACTS

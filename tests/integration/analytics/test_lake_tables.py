@@ -8,7 +8,7 @@ import pytest
 from tests.support.sql import one, query
 from totes.analytics import lake_tables
 from totes.analytics.warehouse import Warehouse
-from totes.schema.warehouse import FACTS
+from totes.schema.warehouse import FACTS, warehouse_table
 
 
 def test_revenue_by_month_from_the_parquet_equals_the_view(generated):
@@ -22,9 +22,16 @@ def test_current_rows_from_the_parquet_equal_the_current_views(generated, fact):
     columns = ", ".join(fact.column_names)
     in_warehouse = query(
         generated.warehouse_dsn,
-        f"SELECT {columns}, batch_id FROM {fact.name}_current ORDER BY {fact.key}",
+        f"SELECT {columns} FROM {fact.name}_current ORDER BY {fact.key}",
     )
-    from_lake = lake_tables.current(generated.lake, fact.name).sort(fact.key).collect()
+    # Not the batch ids: reconciliation re-reads current rows into later batches, while the
+    # warehouse keeps a version once, with the first batch that brought it.
+    from_lake = (
+        lake_tables.current(generated.lake, fact.name)
+        .sort(fact.key)
+        .select(fact.column_names)
+        .collect()
+    )
     assert from_lake.height == len(in_warehouse) > 0
     # Times of day are text in the lake ('HH:MM:SS.fff') and time(3) in the warehouse.
     as_text = [
@@ -41,7 +48,9 @@ def test_current_rows_from_the_parquet_equal_the_current_views(generated, fact):
 
 def test_there_is_history_in_the_lake(generated):
     payments = lake_tables.scan(generated.lake, "fact_payment").collect()
-    versions = payments.group_by("payment_id").len().filter(pl.col("len") > 1).height
+    # A version re-read into a later batch is the same version: distinct contents count.
+    distinct = payments.unique(subset=warehouse_table("fact_payment").column_names)
+    versions = distinct.group_by("payment_id").len().filter(pl.col("len") > 1).height
     assert versions == one(
         generated.warehouse_dsn,
         "SELECT count(*) FROM (SELECT payment_id FROM fact_payment GROUP BY 1"

@@ -55,7 +55,8 @@ def test_run_against_given_databases_prints_json_and_is_incremental(
 
     code, out, _ = run_cli(capsys, *args)
     second = json.loads(out)
-    assert code == 0 and second["extract"]["rows"] == 0 and second["load"] is None
+    assert code == 0 and second["extract"]["rows"] == 0
+    assert second["load"]["loaded_batch_ids"] == []
 
 
 def test_an_injected_failure_exits_non_zero_and_shows_the_email(
@@ -98,7 +99,7 @@ def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
     assert code == 0, err
     assert "Seeding" not in err and "Letting the business move on" in err
     assert (state_dir / "lake" / "ingestion" / "_manifests").is_dir()
-    assert os.listdir(state_dir / "lake" / "processed" / "_loaded")
+    assert os.listdir(state_dir / "lake" / "processed" / "_manifests")
 
 
 def test_the_summary_names_a_psql_that_exists(monkeypatch, tmp_path):
@@ -157,5 +158,5 @@ def test_run_with_an_s3_lake_uses_the_real_bucket(capsys, s3_endpoint, totesys_d
     batch_id = report["extract"]["batch_id"]
     assert f"team/ingestion/_manifests/{batch_id}.json" in keys
     assert any(k.startswith("team/processed/fact_sales_order/") for k in keys)
-    assert f"team/processed/_loaded/{batch_id}.json" in keys
+    assert f"team/processed/_manifests/{batch_id}.json" in keys
     assert report["load"]["rows"]["fact_payment"] == report["extract"]["tables"]["payment"]

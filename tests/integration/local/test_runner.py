@@ -99,8 +99,7 @@ def test_a_run_loads_the_warehouse(settings: RunSettings, monkeypatch) -> None:
     assert calls == ["extract", "transform", "load"]
     assert report.alerts == []
     batch_id = report.extract["batch_id"]
-    assert batch_id and report.extract["pending_batch_ids"] == [batch_id]
-    assert report.transform["batch_ids"] == [batch_id]
+    assert batch_id and report.transform["batch_ids"] == [batch_id]
     assert report.load["loaded_batch_ids"] == [batch_id]
     source = counts(settings.source_dsn, SOURCE_TABLE_NAMES)
     assert report.extract["tables"] == {t: n for t, n in source.items() if n}
@@ -110,7 +109,7 @@ def test_a_run_loads_the_warehouse(settings: RunSettings, monkeypatch) -> None:
         assert report.load["rows"][fact] == source[source_table]
 
 
-def test_nothing_new_succeeds_without_transform_or_load(settings: RunSettings, monkeypatch) -> None:
+def test_nothing_new_succeeds_and_changes_nothing(settings: RunSettings, monkeypatch) -> None:
     run(settings)
     before = counts(settings.warehouse_dsn, WAREHOUSE_TABLE_NAMES)
     calls = count_calls(monkeypatch)
@@ -118,9 +117,10 @@ def test_nothing_new_succeeds_without_transform_or_load(settings: RunSettings, m
     report = run(settings)
 
     assert report.status == "SUCCEEDED", report
-    assert calls == ["extract"]
-    assert report.extract == {"batch_id": None, "rows": 0, "tables": {}, "pending_batch_ids": []}
-    assert report.transform is None and report.load is None
+    # Transform and load always run: they find work the lake or the warehouse has pending.
+    assert calls == ["extract", "transform", "load"]
+    assert report.extract["batch_id"] is None and report.extract["rows"] == 0
+    assert report.transform["batch_ids"] == [] and report.load["loaded_batch_ids"] == []
     assert report.alerts == []
     assert counts(settings.warehouse_dsn, WAREHOUSE_TABLE_NAMES) == before
 
@@ -185,7 +185,11 @@ def test_a_permanent_failure_alerts_once_and_loads_nothing(
         assert "Batch:      (none yet: the extract did not finish)\n" in message
         assert report.extract is None
     else:
-        assert f"Batch:      [{report.extract['batch_id']}]\n" in message
+        batch_id = report.extract["batch_id"]
+        assert f"Batch:      the batch named in the message (newest extracted: {batch_id})\n" in (
+            message
+        )
+        assert f"Message:    failure injected into the {stage} stage" in message
     assert (
         "https://eu-west-2.console.aws.amazon.com/states/home?region=eu-west-2"
         "#/v2/executions/details/arn:aws:states:eu-west-2:"
@@ -255,7 +259,8 @@ def test_inside_a_callers_mock_an_s3_lake_works(settings: RunSettings) -> None:
         )
     assert first.status == "SUCCEEDED", first
     assert first.load["loaded_batch_ids"] == [first.extract["batch_id"]]
-    assert second.status == "SUCCEEDED" and second.load is None  # the lake outlived run one
+    assert second.status == "SUCCEEDED"
+    assert second.load["loaded_batch_ids"] == []  # the lake outlived run one
     assert keys["KeyCount"] > 0
 
 

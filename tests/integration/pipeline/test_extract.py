@@ -5,19 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from datetime import timedelta
 
 import pytest
 
 from tests.support.sql import execute
 from totes.pipeline.db import connect
-from totes.pipeline.extract import SchemaDriftError, check_source_schema, extract_batch
+from totes.pipeline.extract import (
+    ExtractSettings,
+    SchemaDriftError,
+    check_source_schema,
+    extract_batch,
+)
 from totes.pipeline.lake import Lake
 from totes.schema.source import SOURCE_TABLE_NAMES
 
 
 def extract(dsn: str, lake: Lake):
     with connect(dsn) as conn:
-        return extract_batch(conn, lake)
+        return extract_batch(conn, lake).manifest
 
 
 def test_only_the_eleven_tables_are_extracted(totesys_dsn, tmp_path):
@@ -30,7 +36,7 @@ def test_only_the_eleven_tables_are_extracted(totesys_dsn, tmp_path):
     manifest = extract(totesys_dsn, lake)
     assert list(manifest.tables) == list(SOURCE_TABLE_NAMES)
     tables_in_lake = {key.split("/")[0] for key in lake.ingestion.list()}
-    assert tables_in_lake == {*SOURCE_TABLE_NAMES, "_manifests"}
+    assert tables_in_lake == {*SOURCE_TABLE_NAMES, "_manifests", "_checksums"}
 
 
 def test_csv_round_trips_nulls_empty_strings_and_awkward_text(totesys_dsn, tmp_path):
@@ -85,3 +91,71 @@ def test_overlapping_extracts_never_deliver_a_row_twice(totesys_dsn, tmp_path):
     delivered = [manifest for manifest in results if manifest is not None]
     assert len(delivered) == 1  # the others ran after it, found nothing new, wrote nothing
     assert len(lake.extracted_batches()) == 1
+
+
+def test_a_retyped_column_is_reported_when_values_still_fit_and_stops_when_not(
+    totesys_dsn, tmp_path
+):
+    execute(totesys_dsn, "ALTER TABLE payment ALTER COLUMN company_ac_number TYPE bigint")
+    with connect(totesys_dsn) as conn:
+        assert check_source_schema(conn) == [
+            "table 'payment' column 'company_ac_number' is bigint, not integer; values that do"
+            " not fit integer are set aside"
+        ]
+    execute(totesys_dsn, "ALTER TABLE payment ALTER COLUMN paid TYPE text")
+    with pytest.raises(SchemaDriftError, match="column 'paid' is text, not boolean"):
+        extract(totesys_dsn, Lake.from_uri(str(tmp_path)))
+
+
+def test_a_schema_change_is_told_once_then_only_logged(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    extract(totesys_dsn, lake)
+    execute(totesys_dsn, "ALTER TABLE staff ADD COLUMN nickname text")
+    with connect(totesys_dsn) as conn:
+        first = extract_batch(conn, lake)
+        again = extract_batch(conn, lake)
+    assert first.manifest is not None and first.manifest.rows == 0  # a batch to record it
+    assert first.warnings == ["table 'staff' gained column 'nickname' (text); not extracted"]
+    assert again.manifest is None and again.warnings == []
+
+
+def test_the_watermark_never_passes_the_source_clock(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    extract(totesys_dsn, lake)
+    now = "now() AT TIME ZONE 'UTC'"
+    execute(
+        totesys_dsn,
+        f"UPDATE sales_order SET last_updated = {now} + interval '2 days' WHERE sales_order_id = 1",
+    )
+    # Reconciliation off: only the watermark can find the next change.
+    never = ExtractSettings(reconcile_interval=timedelta(days=365))
+    with connect(totesys_dsn) as conn:
+        future = extract_batch(conn, lake, never)
+    assert future.manifest.tables["sales_order"].future_rows == 1
+    assert future.manifest.tables["sales_order"].watermark < "2100"  # held at the clock
+    assert "1 rows have a last_updated after the source's clock" in future.warnings[0]
+    # Committed later with a timestamp before the future row's: still found.
+    execute(totesys_dsn, f"UPDATE sales_order SET last_updated = {now} WHERE sales_order_id = 2")
+    with connect(totesys_dsn) as conn:
+        later = extract_batch(conn, lake, never)
+    assert later.manifest.tables["sales_order"].changed_rows == 1
+    assert later.warnings == []  # the future row was told about once
+
+
+def test_reconciliation_finds_silent_edits_and_deletions_when_due(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    extract(totesys_dsn, lake)
+    execute(totesys_dsn, "UPDATE design SET file_location = '/moved' WHERE design_id = 3")
+    execute(totesys_dsn, "DELETE FROM payment WHERE payment_id = 250")
+    hourly = ExtractSettings(reconcile_interval=timedelta(hours=1))
+    with connect(totesys_dsn) as conn:
+        assert extract_batch(conn, lake, hourly).manifest is None  # not due: nothing seen
+        forced = extract_batch(conn, lake, ExtractSettings(force_reconcile=True)).manifest
+    design = forced.tables["design"]
+    assert design.changed_rows == 0 and design.snapshot.buckets == (0,)
+    text = lake.ingestion.get(design.key).decode()
+    assert "/moved" in text
+    payment = forced.tables["payment"]
+    assert payment.snapshot.buckets == (2,)  # the bucket of id 250, re-read whole
+    assert ",/moved," not in lake.ingestion.get(payment.key).decode()
+    assert "\n250," not in lake.ingestion.get(payment.key).decode()

@@ -26,38 +26,50 @@ def env(monkeypatch, tmp_path, totesys_dsn, warehouse_dsn):
 
 def test_the_three_handlers_pass_only_ids_and_counts(env, tmp_path):
     extracted = extract.handler({}, None)
-    assert set(extracted) == {"batch_id", "rows", "tables", "pending_batch_ids"}
-    assert extracted["pending_batch_ids"] == [extracted["batch_id"]]
+    assert set(extracted) == {"batch_id", "rows", "tables", "changed", "warnings"}
     assert extracted["rows"] == sum(extracted["tables"].values()) > 0
 
-    transformed = transform.handler({"batch_ids": extracted["pending_batch_ids"]}, None)
-    assert set(transformed) == {"batch_ids", "rows"}
+    transformed = transform.handler({}, None)
+    assert set(transformed) == {"batch_ids", "rows", "quarantined", "warnings"}
+    assert transformed["batch_ids"] == [extracted["batch_id"]]
     assert transformed["rows"]["fact_sales_order"] == extracted["tables"]["sales_order"]
 
-    loaded = load.handler({"batch_ids": transformed["batch_ids"]}, None)
+    loaded = load.handler({}, None)
     assert loaded["loaded_batch_ids"] == transformed["batch_ids"]
     assert loaded["rows"]["fact_payment"] == extracted["tables"]["payment"]
+    assert loaded["waiting"] == {} and loaded["deleted"] == {} and loaded["warnings"] == ""
 
     for result in (extracted, transformed, loaded):
         assert len(json.dumps(result)) < 4096  # state data stays small: never rows
-    assert Lake.from_uri(str(tmp_path / "lake")).pending_batches() == []
+    assert Lake.from_uri(str(tmp_path / "lake")).untransformed_batches() == []
 
 
-def test_nothing_new_returns_no_batch(env):
-    first = extract.handler({}, None)
-    load.handler(transform.handler({"batch_ids": first["pending_batch_ids"]}, None), None)
-    again = extract.handler({}, None)
-    assert again == {"batch_id": None, "rows": 0, "tables": {}, "pending_batch_ids": []}
+def test_nothing_new_returns_no_batch_and_the_other_stages_nothing(env):
+    extract.handler({}, None)
+    transform.handler({}, None)
+    load.handler({}, None)
+    assert extract.handler({}, None) == {
+        "batch_id": None,
+        "rows": 0,
+        "tables": {},
+        "changed": {},
+        "warnings": "",
+    }
+    assert transform.handler({}, None)["batch_ids"] == []
+    assert load.handler({}, None)["loaded_batch_ids"] == []
 
 
 @pytest.mark.parametrize(
-    "event", [{}, {"batch_ids": []}, {"batch_ids": ["../../etc/passwd"]}, {"batch_ids": "x"}]
+    "event", [[], {"batch_ids": ["../../etc/passwd"]}, {"batch_ids": "x"}, {"replay": "dim_x"}]
 )
 def test_bad_input_raises_a_clear_error(env, event):
-    with pytest.raises(InvalidInputError):
-        transform.handler(event, None)
+    if "replay" not in event:
+        with pytest.raises(InvalidInputError):
+            transform.handler(event, None)
     with pytest.raises(InvalidInputError):
         load.handler(event, None)
+    with pytest.raises(InvalidInputError, match="'reconcile' must be true or false"):
+        extract.handler({"reconcile": "yes"}, None)
 
 
 def test_missing_configuration_raises(env):

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
 import totes.pipeline.load
 from tests.support.oracle import differences, rows
 from totes.pipeline.db import connect
 from totes.pipeline.extract import run_extract
-from totes.pipeline.lake import Lake, ProcessedManifest, manifest_key
-from totes.pipeline.load import LoadError, load_batches
+from totes.pipeline.lake import Lake, ProcessedManifest, TableOutput, manifest_key
+from totes.pipeline.load import BrokenChainError, ProcessedFileError, load_batches
 from totes.pipeline.transform import run_transform
 
 
 @pytest.fixture
 def transformed(tmp_path, totesys_dsn) -> tuple[Lake, str]:
     lake = Lake.from_uri(str(tmp_path / "lake"))
-    batch_ids = run_transform(lake, run_extract(lake, totesys_dsn)["pending_batch_ids"])[
-        "batch_ids"
-    ]
-    return lake, batch_ids[0]
+    run_extract(lake, totesys_dsn)
+    (batch_id,) = run_transform(lake)["batch_ids"]
+    return lake, batch_id
 
 
 @pytest.fixture(params=["row by row", "in bulk"])
@@ -46,28 +46,81 @@ def test_both_ways_of_checking_keys_load_the_same_warehouse(
     assert len(constraints) == 7
 
 
-def test_a_fact_without_its_dimension_row_fails_the_whole_batch(
-    key_checks, transformed, warehouse_dsn, tmp_path
+def test_a_fact_without_its_dimension_row_waits_for_it_and_loads_when_it_comes(
+    key_checks, transformed, totesys_dsn, warehouse_dsn, tmp_path
 ):
     lake, batch_id = transformed
-    # The same batch, but without dim_transaction: every payment points at nothing.
-    broken = Lake.from_uri(str(tmp_path / "broken"))
+    # The same batch, but without dim_transaction: every payment points at nothing yet.
+    late = Lake.from_uri(str(tmp_path / "late"))
     manifest = lake.processed_manifest(batch_id)
     for name, output in manifest.tables.items():
         if output.key and name != "dim_transaction":
-            broken.processed.put_new(output.key, lake.processed.get(output.key))
+            late.processed.put_new(output.key, lake.processed.get(output.key))
     tables = {n: o for n, o in manifest.tables.items() if n != "dim_transaction"}
-    broken.processed.put_new(manifest_key(batch_id), ProcessedManifest(batch_id, tables).to_json())
+    late.processed.put_new(manifest_key(batch_id), ProcessedManifest(batch_id, tables).to_json())
 
-    with connect(warehouse_dsn) as conn, pytest.raises(LoadError) as caught:
-        load_batches(conn, broken, [batch_id])
+    with connect(warehouse_dsn) as conn:
+        summary = load_batches(conn, late, [batch_id])
+    payments = manifest.tables["fact_payment"].rows
+    assert summary.waiting == {"fact_payment": payments}
+    assert (
+        f"fact_payment: {payments} rows of batch {batch_id} wait for their dimension rows"
+        in summary.warnings[0]
+    )
+    assert rows(warehouse_dsn, "SELECT count(*) FROM fact_payment") == {(0,)}
+    assert rows(warehouse_dsn, "SELECT count(*) FROM fact_sales_order") == {
+        (manifest.tables["fact_sales_order"].rows,)
+    }  # the rest of the batch is in
+    assert rows(
+        warehouse_dsn, "SELECT DISTINCT split_part(missing, ' ', 1) FROM etl_waiting_row"
+    ) == {("dim_transaction",)}
 
-    message = str(caught.value)
-    assert f"batch {batch_id}, table fact_payment" in message
-    assert "fact_payment_transaction_id_fkey" in message and "dim_transaction" in message
-    assert rows(warehouse_dsn, "SELECT count(*) FROM dim_staff") == {(0,)}  # nothing partial
+    # The dimension rows arrive in a later batch: the waiting payments are delivered then.
+    later = "20991231T000000000000Z"
+    output = manifest.tables["dim_transaction"]
+    late.processed.put_new(output.key.replace(batch_id, later), lake.processed.get(output.key))
+    arriving = {"dim_transaction": TableOutput(output.rows, output.key.replace(batch_id, later))}
+    late.processed.put_new(
+        manifest_key(later),
+        ProcessedManifest(later, arriving, previous_batch_id=batch_id).to_json(),
+    )
+    with connect(warehouse_dsn) as conn:
+        summary = load_batches(conn, late)
+    assert summary.loaded_batch_ids == [later] and summary.waiting == {}
+    assert summary.rows["fact_payment"] == payments
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_a_parquet_file_with_fewer_rows_than_its_manifest_stops_the_batch(
+    transformed, warehouse_dsn
+):
+    lake, batch_id = transformed
+    manifest = lake.processed_manifest(batch_id)
+    output = manifest.tables["fact_sales_order"]
+    path = lake.processed.root / output.key
+    frame = pl.read_parquet(path)
+    path.chmod(0o644)
+    frame.head(frame.height - 1).write_parquet(path)
+    with connect(warehouse_dsn) as conn, pytest.raises(ProcessedFileError) as caught:
+        load_batches(conn, lake)
+    assert f"{frame.height - 1} rows, but the processed manifest says {frame.height}" in str(
+        caught.value
+    )
     assert rows(warehouse_dsn, "SELECT count(*) FROM etl_loaded_batch") == {(0,)}
-    assert broken.loaded_batches() == []
+    assert rows(warehouse_dsn, "SELECT count(*) FROM dim_staff") == {(0,)}  # nothing partial
+
+
+def test_a_batch_after_a_gap_is_refused(transformed, warehouse_dsn, tmp_path):
+    lake, batch_id = transformed
+    manifest = lake.processed_manifest(batch_id)
+    orphan = Lake.from_uri(str(tmp_path / "orphan"))
+    for output in manifest.tables.values():
+        if output.key:
+            orphan.processed.put_new(output.key, lake.processed.get(output.key))
+    manifest.previous_batch_id = "20200101T000000000000Z"  # a batch nobody has
+    orphan.processed.put_new(manifest_key(batch_id), manifest.to_json())
+    with connect(warehouse_dsn) as conn, pytest.raises(BrokenChainError, match="chain"):
+        load_batches(conn, orphan)
 
 
 def test_a_lake_written_before_times_became_text_still_loads(
@@ -75,8 +128,6 @@ def test_a_lake_written_before_times_became_text_still_loads(
 ):
     """Parquet files of older lakes hold times of day as Parquet TIME: the same values."""
     import io
-
-    import polars as pl
 
     lake, batch_id = transformed
     legacy = Lake.from_uri(str(tmp_path / "legacy"))

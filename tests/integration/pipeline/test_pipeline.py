@@ -23,12 +23,12 @@ from totes.totesys.database import read_only_dsn
 
 
 def run_pipeline(lake: Lake, source_dsn: str, warehouse_dsn: str) -> dict:
-    extracted = run_extract(lake, source_dsn)
-    result = {"extract": extracted}
-    if extracted["pending_batch_ids"]:
-        result["transform"] = run_transform(lake, extracted["pending_batch_ids"])
-        result["load"] = run_load(lake, warehouse_dsn, result["transform"]["batch_ids"])
-    return result
+    """The three stages as the state machine runs them: each takes whatever is pending."""
+    return {
+        "extract": run_extract(lake, source_dsn),
+        "transform": run_transform(lake),
+        "load": run_load(lake, warehouse_dsn),
+    }
 
 
 def source_now(dsn: str) -> str:
@@ -123,11 +123,13 @@ def test_incremental_run_appends_exactly_the_new_versions(
 
     second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
 
-    assert second["extract"]["tables"] == {
+    assert second["extract"]["changed"] == {
         "sales_order": 1,
         "transaction": 1,
         "payment": 2,
     }
+    # Reconciliation re-reads the buckets those rows are in; the load adds only the changes.
+    assert second["load"]["rows"]["fact_payment"] == 2
     assert differences(totesys_dsn, warehouse_dsn) == {}
     (after,) = rows(warehouse_dsn, "SELECT count(*) FROM fact_payment")
     assert after[0] == before[0] + 2
@@ -154,7 +156,8 @@ def test_department_renamed_alone_updates_every_staff_row(
 
     second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
 
-    assert second["extract"]["tables"] == {"department": 1}
+    assert second["extract"]["changed"] == {"department": 1}
+    assert second["extract"]["tables"] == {"department": 8}  # written whole: a full copy
     assert differences(totesys_dsn, warehouse_dsn) == {}
     renamed = rows(
         warehouse_dsn,
@@ -207,7 +210,7 @@ def test_a_late_commit_with_an_older_timestamp_is_not_lost(
 
     second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
 
-    assert second["extract"]["tables"] == {"payment": 1}
+    assert second["extract"]["changed"] == {"payment": 1}
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
@@ -226,9 +229,9 @@ def test_running_each_stage_twice_changes_nothing(
     again_transform = run_transform(folder_lake, batch_ids)
     again_load = run_load(folder_lake, warehouse_dsn, batch_ids)
 
-    assert again_extract["batch_id"] is None and again_extract["pending_batch_ids"] == []
-    assert again_transform["batch_ids"] == batch_ids
-    assert again_load["loaded_batch_ids"] == [] and again_load["skipped_batch_ids"] == batch_ids
+    assert again_extract["batch_id"] is None
+    assert again_transform["batch_ids"] == batch_ids  # the same manifests, nothing rewritten
+    assert again_load["loaded_batch_ids"] == []
     assert folder_lake.ingestion.list() + folder_lake.processed.list() == keys_before
     assert {
         t: rows(warehouse_dsn, f"SELECT count(*) FROM {t}") for t in counts_before
@@ -239,12 +242,12 @@ def test_a_failed_load_is_picked_up_by_the_next_run(
     folder_lake, reader_dsn, totesys_dsn, warehouse_dsn, new_database
 ):
     extracted = run_extract(folder_lake, reader_dsn)
-    run_transform(folder_lake, extracted["pending_batch_ids"])
+    run_transform(folder_lake)
     # The load never happens (its Lambda died); the next run must still deliver the batch.
     second = run_pipeline(folder_lake, reader_dsn, warehouse_dsn)
 
     assert second["extract"]["batch_id"] is None
-    assert second["load"]["loaded_batch_ids"] == extracted["pending_batch_ids"]
+    assert second["load"]["loaded_batch_ids"] == [extracted["batch_id"]]
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 

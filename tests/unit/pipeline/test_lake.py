@@ -10,13 +10,16 @@ from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
     LakeError,
+    Snapshot,
     TableExtract,
     batch_id_at,
     batch_id_of,
+    checksums_key,
     csv_key,
-    loaded_key,
     manifest_key,
     parquet_key,
+    quarantine_key,
+    skip_key,
 )
 from totes.pipeline.object_store import LocalStore, S3Store
 
@@ -29,7 +32,9 @@ def test_keys_sort_by_time_and_name_table_and_batch():
     assert parquet_key("dim_date", late).startswith("dim_date/2026/11/27/")
     assert sorted([csv_key("x", late), csv_key("x", early)])[0] == csv_key("x", early)
     assert batch_id_of(csv_key("x", early)) == early
-    assert batch_id_of(manifest_key(late)) == late == batch_id_of(loaded_key(late))
+    assert batch_id_of(manifest_key(late)) == late == batch_id_of(checksums_key("x", late))
+    assert skip_key(late) == f"_skipped/{late}.json"
+    assert quarantine_key("payment", late).startswith("_quarantine/payment/2026/11/27/")
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "2026-01-01", "20260102T030405000006Z/../../x", None])
@@ -63,7 +68,7 @@ def test_lake_uri_chooses_the_store():
         Lake.from_uri("ftp://nope")
 
 
-def test_manifest_round_trips_and_pending_batches_follow_the_markers(tmp_path):
+def test_manifest_round_trips_and_untransformed_batches_exclude_skipped_ones(tmp_path):
     lake = Lake.from_uri(str(tmp_path))
     ids = [batch_id_at(datetime(2026, 1, d)) for d in (1, 2, 3)]
     for i, batch_id in enumerate(ids):
@@ -71,7 +76,13 @@ def test_manifest_round_trips_and_pending_batches_follow_the_markers(tmp_path):
             batch_id=batch_id,
             previous_batch_id=ids[i - 1] if i else None,
             tables={
-                "payment": TableExtract(rows=2, key=csv_key("payment", batch_id), watermark="w")
+                "payment": TableExtract(
+                    rows=2,
+                    key=csv_key("payment", batch_id),
+                    watermark="w",
+                    future_rows=1,
+                    snapshot=Snapshot(100, (0, 3)),
+                )
             },
             recent={"payment": {"1": "abc"}},
         )
@@ -81,8 +92,35 @@ def test_manifest_round_trips_and_pending_batches_follow_the_markers(tmp_path):
     )
     assert lake.latest_ingestion_manifest().batch_id == ids[2]
     assert lake.latest_ingestion_manifest().rows == 2
-    lake.processed.put_new(loaded_key(ids[0]), b"{}")
-    assert lake.pending_batches() == ids[1:]
+    assert lake.ingestion_manifest(ids[0]).tables["payment"].snapshot == Snapshot(100, (0, 3))
+    lake.processed.put_new(manifest_key(ids[0]), b"{}")
+    lake.record_skip(ids[1], "truncated CSV", by="ops", at="2026-01-04T00:00:00")
+    assert lake.untransformed_batches() == ids[2:]
+    assert lake.skipped()[ids[1]].reason == "truncated CSV"
+    with pytest.raises(LakeError, match="already skipped"):
+        lake.record_skip(ids[1], "again", by="ops", at="2026-01-04T00:00:00")
+    with pytest.raises(LakeError, match="needs a reason"):
+        lake.record_skip(ids[2], "  ", by="ops", at="2026-01-04T00:00:00")
+    with pytest.raises(LakeError, match="no extracted batch"):
+        lake.record_skip(batch_id_at(datetime(2027, 1, 1)), "x", by="ops", at="now")
+
+
+def test_a_missing_manifest_is_a_lake_error_naming_the_batch(tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    batch_id = batch_id_at(datetime(2026, 1, 1))
+    with pytest.raises(LakeError, match=f"batch {batch_id} has no ingestion manifest"):
+        lake.ingestion_manifest(batch_id)
+    with pytest.raises(LakeError, match="not transformed"):
+        lake.processed_manifest(batch_id)
+
+
+def test_snapshot_and_checksums_round_trip(tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    batch_id = batch_id_at(datetime(2026, 1, 1))
+    key = lake.put_checksums("design", batch_id, 100, {0: (99, 12345678901234567), 4: (1, 7)})
+    assert lake.checksums(key) == {0: (99, 12345678901234567), 4: (1, 7)}
+    assert Snapshot.from_dict(Snapshot(100, None).to_dict()) == Snapshot(100, None)
+    assert Snapshot(100, None).full and not Snapshot(100, (1,)).full
 
 
 def test_local_store_concurrent_writers_of_one_key_leave_one_intact_file(tmp_path):

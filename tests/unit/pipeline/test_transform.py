@@ -17,15 +17,21 @@ from totes.pipeline.lake import (
     Lake,
     LakeError,
     ProcessedManifest,
+    Snapshot,
     TableExtract,
     csv_key,
     manifest_key,
     parquet_key,
+    quarantine_key,
 )
 from totes.pipeline.object_store import LocalStore
-from totes.pipeline.remodel import RemodelError
-from totes.pipeline.transform import TransformError, transform_batch, transform_batches
-from totes.schema.source import SOURCE_TABLE_NAMES
+from totes.pipeline.transform import (
+    ChainBrokenError,
+    TransformError,
+    transform_batch,
+    transform_batches,
+)
+from totes.schema.source import FULL_COPY_TABLES, SOURCE_TABLE_NAMES
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, warehouse_table
 
 B1 = "20221103T142100000000Z"
@@ -33,19 +39,13 @@ B2 = "20221104T080000000000Z"
 B3 = "20221105T080000000000Z"
 
 LATER = "2022-11-04 07:59:00.5"
-# Department 4 renamed, alone.
-DEPARTMENT_B2 = f"""\
-department_id,department_name,location,manager,created_at,last_updated
-4,Shipping,Leds,Mark Hanna,{T0},{LATER}
-"""
+# Department 4 renamed, alone (the extract writes a changed department table whole).
+DEPARTMENT_B2 = DEPARTMENT_CSV.replace(
+    f"4,Dispatch,Leds,Mark Hanna,{T0},{T0}", f"4,Shipping,Leds,Mark Hanna,{T0},{LATER}"
+)
 # Address 3 (the legal address of counterparties 1 and 2) gets a new phone, alone.
-ADDRESS_B3 = (
-    ADDRESS_CSV.splitlines()[0]
-    + "\n"
-    + ADDRESS_CSV.splitlines()[-1]
-    .replace("0730 783349", "0730 000000")
-    .replace("2022-11-03 14:20:49.9", LATER)
-    + "\n"
+ADDRESS_B3 = ADDRESS_CSV.replace("0730 783349", "0730 000000").replace(
+    "2022-11-03 14:20:49,2022-11-03 14:20:49.9", f"2022-11-03 14:20:49,{LATER}"
 )
 
 
@@ -54,20 +54,49 @@ def lake(tmp_path: Path) -> Lake:
     return Lake(LocalStore(tmp_path / "ingestion"), LocalStore(tmp_path / "processed"))
 
 
-def extract(lake: Lake, batch_id: str, csvs: dict[str, str], *, manifest: bool = True) -> None:
-    """What the extract stage leaves in the lake: the CSVs, then the manifest."""
+def extract(
+    lake: Lake,
+    batch_id: str,
+    csvs: dict[str, str],
+    *,
+    manifest: bool = True,
+    snapshots: dict[str, Snapshot] | None = None,
+) -> None:
+    """What the extract stage leaves in the lake: the CSVs, then the manifest, which follows
+    the latest manifest before it (the tables the transform needs whole are full copies,
+    and the manifest points at the latest one)."""
+    earlier = [b for b in lake.extracted_batches() if b < batch_id]
+    previous = lake.ingestion_manifest(earlier[-1]) if earlier else None
     tables: dict[str, TableExtract] = {}
     for table in SOURCE_TABLE_NAMES:
+        before = previous.tables[table] if previous else None
         text = csvs.get(table)
         if text is None:
-            tables[table] = TableExtract(rows=0, key=None, watermark=None)
+            tables[table] = TableExtract(
+                rows=0,
+                key=None,
+                watermark=before.watermark if before else None,
+                full_copy=before.full_copy if before else None,
+            )
             continue
         key = csv_key(table, batch_id)
         lake.ingestion.put_new(key, text.encode())
         rows = pl.read_csv(io.BytesIO(text.encode()), infer_schema=False).height
-        tables[table] = TableExtract(rows=rows, key=key, watermark=None)
+        full = previous is None or table in FULL_COPY_TABLES
+        snapshot = (snapshots or {}).get(table, Snapshot(100, None) if full else None)
+        tables[table] = TableExtract(
+            rows=rows,
+            key=key,
+            watermark="2022-11-03T14:20:52.186",
+            snapshot=snapshot,
+            full_copy=batch_id if table in FULL_COPY_TABLES else None,
+        )
     if manifest:
-        doc = IngestionManifest(batch_id=batch_id, previous_batch_id=None, tables=tables)
+        doc = IngestionManifest(
+            batch_id=batch_id,
+            previous_batch_id=previous.batch_id if previous else None,
+            tables=tables,
+        )
         lake.ingestion.put_new(manifest_key(batch_id), doc.to_json())
 
 
@@ -159,7 +188,7 @@ def test_empty_batch_writes_only_its_manifest(lake):
     extract(lake, B1, {})
     manifest = transform_batch(lake, B1)
     assert lake.processed.list() == [manifest_key(B1)]
-    assert all(out == out.__class__(rows=0, key=None) for out in manifest.tables.values())
+    assert all(out.rows == 0 and out.key is None for out in manifest.tables.values())
 
 
 def test_department_renamed_alone_reemits_full_dim_staff(lake):
@@ -174,6 +203,7 @@ def test_department_renamed_alone_reemits_full_dim_staff(lake):
         (3, "Shipping", "Leds"),
     ]
     assert {t for t, out in second.tables.items() if out.key} == {"dim_staff"}
+    assert second.tables["dim_staff"].snapshot.full  # rebuilt whole: its ids are all there
 
 
 def test_address_changed_alone_updates_counterparty_and_location(lake):
@@ -189,7 +219,7 @@ def test_address_changed_alone_updates_counterparty_and_location(lake):
         (3, "1803 637401"),  # address 1, from batch 1's state
     ]
     location = parquet(lake, third, "dim_location")
-    assert location.select("location_id", "phone").rows() == [(3, "0730 000000")]
+    assert location.select("location_id", "phone").rows()[-1] == (3, "0730 000000")
 
 
 def test_state_ignores_later_batches_and_files_without_a_manifest(lake):
@@ -210,15 +240,72 @@ def test_missing_ingestion_manifest_is_an_error(lake):
     assert lake.processed.list() == []
 
 
-def test_bad_csv_stops_the_batch_and_writes_nothing(lake):
+def test_a_bad_value_sets_its_row_aside_and_the_rest_is_delivered(lake):
     bad = dict(BATCH_CSVS, sales_order=BATCH_CSVS["sales_order"].replace("3.94", "abc"))
     extract(lake, B1, bad)
-    with pytest.raises(IngestionFormatError) as err:
-        transform_batch(lake, B1)
-    assert str(err.value).startswith(
-        f"sales_order ({csv_key('sales_order', B1)}) row 1: column unit_price: 'abc'"
+    manifest = transform_batch(lake, B1)
+    assert parquet(lake, manifest, "fact_sales_order")["sales_order_id"].to_list() == [3]
+    assert manifest.tables["fact_sales_order"].quarantined_ids == [2]
+    assert manifest.tables["fact_payment"].rows == 3  # every other table is delivered whole
+    quarantined = manifest.quarantine["sales_order"]
+    assert quarantined.rows == 1 and quarantined.key == quarantine_key("sales_order", B1)
+    rows = pl.read_csv(io.BytesIO(lake.processed.get(quarantined.key)), infer_schema=False)
+    assert rows.select("row", "id", "column", "value", "reason").rows() == [
+        ("1", "2", "unit_price", "abc", "not a numeric(10,2)")
+    ]
+    assert rows["units_sold"].to_list() == ["42972"]  # the row as read, for the person fixing it
+    (summary, detail) = manifest.warnings
+    assert summary.startswith(f"sales_order: 1 rows set aside in batch {B1}")
+    assert detail == (
+        f"  sales_order ({lake.ingestion.location(csv_key('sales_order', B1))}) row 1, id 2: "
+        "column unit_price = 'abc': not a numeric(10,2)"
     )
+
+
+def test_a_bad_text_date_is_set_aside_with_its_csv_row(lake):
+    bad = dict(
+        BATCH_CSVS, sales_order=BATCH_CSVS["sales_order"].replace("2024-11-06", "2024-02-30")
+    )
+    extract(lake, B1, bad)
+    manifest = transform_batch(lake, B1)
+    assert manifest.tables["fact_sales_order"].rows == 1
+    assert "row 2, id 3: column agreed_delivery_date = '2024-02-30'" in manifest.warnings[1]
+
+
+def test_a_truncated_csv_stops_the_batch_and_writes_nothing(lake):
+    extract(lake, B1, dict(BATCH_CSVS, payment=BATCH_CSVS["payment"][:-30]))
+    with pytest.raises(IngestionFormatError, match="truncated"):
+        transform_batch(lake, B1)
     assert lake.processed.list() == []
+
+
+def test_a_missing_full_copy_is_a_broken_chain_not_stale_dimensions(lake):
+    extract(lake, B1, BATCH_CSVS)
+    extract(lake, B2, {"department": DEPARTMENT_B2})
+    extract(lake, B3, {"staff": BATCH_CSVS["staff"]})  # department's full copy is in B2
+    (lake.ingestion.root / manifest_key(B2)).unlink()
+    with pytest.raises(ChainBrokenError, match=f"full copy of department is in batch {B2}"):
+        transform_batch(lake, B3)
+
+
+def test_skipped_batches_are_never_transformed_and_pending_ones_are_found(lake):
+    extract(lake, B1, BATCH_CSVS)
+    extract(lake, B2, {"department": DEPARTMENT_B2})
+    extract(lake, B3, {"address": ADDRESS_B3})
+    lake.record_skip(B2, "bad file", by="test", at="2022-11-06T00:00:00")
+    assert [m.batch_id for m in transform_batches(lake)] == [B1, B3]
+    assert transform_batches(lake) == []
+    assert transform_batches(lake, [B2]) == []
+
+
+def test_snapshots_and_set_aside_ids_reach_the_processed_manifest(lake):
+    snapshot = Snapshot(100, (0,))
+    extract(lake, B1, BATCH_CSVS)
+    extract(lake, B2, {"design": BATCH_CSVS["design"]}, snapshots={"design": snapshot})
+    second = transform_batches(lake)[-1]
+    assert second.tables["dim_design"].snapshot == snapshot
+    assert second.tables["fact_sales_order"].snapshot is None
+    assert second.previous_batch_id == B1
 
 
 def test_row_count_differing_from_the_manifest_is_an_error(lake):
@@ -230,7 +317,9 @@ def test_row_count_differing_from_the_manifest_is_an_error(lake):
         transform_batch(lake, B1)
 
 
-def test_remodel_errors_name_the_batch(lake):
+def test_staff_without_their_department_are_set_aside(lake):
     extract(lake, B1, {"staff": BATCH_CSVS["staff"]})  # no department ever extracted
-    with pytest.raises(RemodelError, match=f"batch {B1}: staff staff_id 1: department_id 2"):
-        transform_batch(lake, B1)
+    manifest = transform_batch(lake, B1)
+    assert manifest.tables["dim_staff"].rows == 0
+    assert manifest.quarantine["staff"].rows == 3
+    assert manifest.tables["dim_staff"].quarantined_ids == [1, 2, 3]
