@@ -3,15 +3,13 @@ answers it (``Warehouse.view(...)``) and returning a matplotlib Figure.
 
 Figures are made with ``matplotlib.figure.Figure``, not pyplot: nothing global, no GUI
 backend, and the notebook shows each figure once (the one its cell returns). Sized for a
-laptop screen: 11 x 5.5 inches at 100 dpi.
+laptop screen: 11 x 5.5 inches at 100 dpi (11 x 8 where two panels of long names stack).
 
 Money is never added up across currencies (ToteSys has no exchange rates): revenue and
 spend are drawn per currency; units and counts may be added up.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import polars as pl
 from matplotlib.axes import Axes
@@ -20,13 +18,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 FIGSIZE = (11, 5.5)
+TALL_FIGSIZE = (11, 8)
 TOP = 10
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 PAID, OUTSTANDING = "#2ca02c", "#d62728"
 
 
-def _figure(title: str, ncols: int = 1, nrows: int = 1, **kwargs) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=FIGSIZE, layout="constrained")
+def _figure(
+    title: str, ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = FIGSIZE, **kwargs
+) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs).flatten().tolist()
     fig.suptitle(title, fontsize=14, fontweight="bold")
     return fig, axes
@@ -90,55 +91,69 @@ def revenue_by_month(frame: pl.DataFrame) -> Figure:
 
 
 def _top_units(
-    frame: pl.DataFrame, by: Sequence[str], label: str, title: str, n: int = TOP
+    frame: pl.DataFrame, key: str, name: str, title: str, n: int, *, with_id: bool = False
 ) -> Figure:
-    """Horizontal bars of units sold for the top ``n``, each bar split by order currency."""
+    """Horizontal bars of units sold for the top ``n`` by ``key`` (largest at the top), each
+    bar split by order currency. Bars are labelled by ``name``, with the id when asked or
+    where two of those shown share a name."""
     fig, (ax,) = _figure(title)
-    totals = frame.group_by(by).agg(pl.col("units_sold").sum().alias("total")).sort("total").tail(n)
-    names = totals[label].to_list()
-    left = [0.0] * len(names)
+    totals = (
+        frame.group_by(key)
+        .agg(pl.col(name).first(), pl.col("units_sold").sum().alias("total"))
+        .sort("total", key)
+        .tail(n)
+    )
+    ids = totals[key].to_list()
+    names = totals[name].to_list()
+    labels = [
+        f"{label} (#{id_})" if with_id or names.count(label) > 1 else label
+        for id_, label in zip(ids, names, strict=True)
+    ]
+    left = [0.0] * len(ids)
     for i, code in enumerate(_currencies(frame)):
         units = dict(
             frame.filter(pl.col("currency_code") == code)
-            .group_by(label)
+            .group_by(key)
             .agg(pl.col("units_sold").sum())
             .iter_rows()
         )
-        widths = [float(units.get(name, 0)) for name in names]
-        ax.barh(names, widths, left=left, label=code, color=_colour(i))
+        widths = [float(units.get(id_, 0)) for id_ in ids]
+        ax.barh(range(len(ids)), widths, left=left, label=code, color=_colour(i))
         left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_yticks(range(len(ids)), labels)
     ax.set_xlabel("Units sold (thousands)")
-    ax.set_ylabel(label.replace("_", " ").capitalize())
+    ax.set_ylabel(name.replace("_", " ").capitalize())
     _in_thousands(ax)
-    ax.legend(title="Order currency", loc="lower right")
+    ax.legend(title="Order currency", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
 def top_designs(frame: pl.DataFrame, n: int = TOP) -> Figure:
-    """``report_sales_by_design``."""
-    return _top_units(
-        frame, ["design_id", "design_name"], "design_name", f"Top {n} designs by units sold", n
-    )
+    """``report_sales_by_design``: design names repeat (a name is a style), so ids show."""
+    title = f"Top {n} designs by units sold"
+    return _top_units(frame, "design_id", "design_name", title, n, with_id=True)
 
 
 def top_counterparties(frame: pl.DataFrame, n: int = TOP) -> Figure:
     """``report_sales_by_counterparty``."""
     frame = frame.rename({"counterparty_legal_name": "customer"})
-    return _top_units(
-        frame, ["counterparty_id", "customer"], "customer", f"Top {n} customers by units sold", n
-    )
+    return _top_units(frame, "counterparty_id", "customer", f"Top {n} customers by units sold", n)
 
 
 def sales_by_delivery_location(frame: pl.DataFrame, n: int = TOP) -> Figure:
     """``report_sales_by_delivery_location``: top countries and top cities."""
-    fig, axes = _figure("Where sales are delivered: units sold", ncols=2)
-    for ax, by in zip(axes, ("country", "city"), strict=True):
-        top = frame.group_by(by).agg(pl.col("units_sold").sum()).sort("units_sold").tail(n)
+    # One above the other: country and city names are long.
+    fig, axes = _figure("Where sales are delivered: units sold", nrows=2, size=TALL_FIGSIZE)
+    # A city is named with its country: the same city name can be in two countries.
+    places = frame.with_columns(place=pl.col("city") + " (" + pl.col("country") + ")")
+    for ax, by in zip(axes, ("country", "place"), strict=True):
+        top = places.group_by(by).agg(pl.col("units_sold").sum()).sort("units_sold", by)
+        top = top.tail(n)
         ax.barh(top[by].to_list(), top["units_sold"].cast(pl.Float64).to_list(), color=_colour(0))
         ax.set_title(f"Top {n} delivery {'countries' if by == 'country' else 'cities'}")
         ax.set_xlabel("Units sold (thousands)")
-        ax.set_ylabel(by.capitalize())
+        ax.set_ylabel("Country" if by == "country" else "City (country)")
         _in_thousands(ax)
         ax.grid(axis="x", alpha=0.3)
     return fig
