@@ -48,7 +48,9 @@ def main() -> int:
     body = "".join(cert.strip() + "\n" for cert in certificates)
     RDS_CA_BUNDLE.parent.mkdir(parents=True, exist_ok=True)
     RDS_CA_BUNDLE.write_text(header + body)
-    print(f"{RDS_CA_BUNDLE.relative_to(ROOT)}: {len(certificates)} certificates ({PACKAGE} {version})")
+    print(
+        f"{RDS_CA_BUNDLE.relative_to(ROOT)}: {len(certificates)} certificates ({PACKAGE} {version})"
+    )
     return 0
 
 
