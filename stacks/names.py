@@ -49,6 +49,18 @@ class DeploymentNames(Names):
         # Under /aws/vendedlogs/: keeps the account's CloudWatch Logs resource policy small.
         return f"/aws/vendedlogs/states/{self.state_machine}"
 
+    def alarm(self, name: str) -> str:
+        """``terrific-totes-<env>.<Name>``: the dot cannot occur in an environment name, so
+        one environment's alarm names never match another's ``alarm_arn_pattern``."""
+        return f"{self.prefix}.{name}"
+
+    @property
+    def alarm_arn_pattern(self) -> str:
+        """Every alarm of this deployment, as ``aws:SourceArn`` sees it."""
+        return (
+            f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:{self.alarm('*')}"
+        )
+
     def stack(self, concern: str) -> str:
         """The CloudFormation stack name of one concern (Storage, Alerts, ...)."""
         return f"TerrificTotes-{self.environment}-{concern}"
