@@ -25,8 +25,8 @@ class DeploymentNames(Names):
     """``Names`` plus what only the AWS deployment has: buckets and the dashboard."""
 
     def bucket(self, lake: str) -> str:
-        """``terrific-totes-<env>-<lake>-<account>-<region>``: unique, readable in the console."""
-        return f"{self.prefix}-{lake}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        """This deployment's bucket for ``lake``, in the account and region deployed to."""
+        return self.bucket_name(lake, Aws.ACCOUNT_ID, Aws.REGION)
 
     @property
     def ingestion_bucket(self) -> str:
@@ -48,11 +48,6 @@ class DeploymentNames(Names):
     def state_machine_log_group(self) -> str:
         # Under /aws/vendedlogs/: keeps the account's CloudWatch Logs resource policy small.
         return f"/aws/vendedlogs/states/{self.state_machine}"
-
-    def alarm(self, name: str) -> str:
-        """``terrific-totes-<env>.<Name>``: the dot cannot occur in an environment name, so
-        one environment's alarm names never match another's ``alarm_arn_pattern``."""
-        return f"{self.prefix}.{name}"
 
     @property
     def alarm_arn_pattern(self) -> str:

@@ -1,23 +1,52 @@
-"""The ``totes`` command line: seed and simulate ToteSys, run the pipeline, see the results."""
+"""The ``totes`` command line: seed and simulate ToteSys, run the pipeline, see the results.
+
+Settings not given as options come from the environment, and from a ``.env`` file in the
+working folder (``TOTES_ENV_FILE`` names another; empty: none), with the same names the
+Lambdas read: ``SOURCE_DSN``, ``WAREHOUSE_DSN``, ``LAKE`` (see totes.pipeline.config).
+A variable already set wins over the file. ``seed`` and ``simulate`` write to their
+database, so they take it only from ``--source-dsn``, never from the environment.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
+
+from dotenv import load_dotenv
 
 from totes.contract import STAGES
-from totes.local import environment
+from totes.local import environment, status_cli
 from totes.local.demo import demo
+from totes.local.embedded_postgres import state_dir
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
+from totes.pipeline.redact import password_of, redact, redact_dsn
 from totes.totesys import seed, simulate
 from totes.totesys.database import read_only_dsn
 
 EXIT_FAILURE = 1
+ENV_FILE_VARIABLE = "TOTES_ENV_FILE"
+DSN_VARIABLES = ("SOURCE_DSN", "WAREHOUSE_DSN")
+
+
+def load_env_file() -> Path | None:
+    """Read ``.env`` (or ``$TOTES_ENV_FILE``) into the environment; the file read, if any."""
+    path = Path(os.environ.get(ENV_FILE_VARIABLE, ".env"))
+    if not str(path) or str(path) == "." or not path.is_file():
+        return None
+    load_dotenv(path, override=False)
+    return path
+
+
+def runs_dir() -> Path:
+    """Where local runs keep their reports for ``totes status``."""
+    return state_dir() / "runs"
 
 
 def _timestamp(value: str) -> datetime:
@@ -78,10 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_parser.set_defaults(handler=_simulate)
 
     run = commands.add_parser("run", help="run the pipeline once: extract, transform, load")
-    _add_source_dsn(run)
-    run.add_argument("--warehouse-dsn", help="warehouse database; default: the embedded one")
     run.add_argument(
-        "--lake", help="a folder, or s3://bucket[/prefix]; default: the local state folder"
+        "--source-dsn",
+        help="ToteSys database; default: $SOURCE_DSN, else the embedded PostgreSQL's 'totesys'",
+    )
+    run.add_argument(
+        "--warehouse-dsn", help="warehouse database; default: $WAREHOUSE_DSN, else the embedded one"
+    )
+    run.add_argument(
+        "--lake",
+        help="a folder, or s3://bucket[/prefix]; default: $LAKE, else the local state folder",
     )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument(
@@ -90,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a failure into a stage to see the failure path and its alert email",
     )
     run.set_defaults(handler=_run)
+    status_cli.add_parser(commands)
     return parser
 
 
@@ -113,22 +149,31 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Exactly one execution; never seeds, simulates or writes to the source."""
-    source = args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+    source = (
+        args.source_dsn
+        or os.environ.get("SOURCE_DSN")
+        or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+    )
+    lake = args.lake or os.environ.get("LAKE") or str(environment.lake_path())
     settings = RunSettings(
         source_dsn=source,
-        warehouse_dsn=args.warehouse_dsn or environment.warehouse_dsn(),
-        lake=args.lake or str(environment.lake_path()),
+        warehouse_dsn=(
+            args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
+        ),
+        lake=lake,
         fail_at=args.fail_at,
         log_level=_log_level(args),
         # An s3:// lake given here is a real bucket: its requests go to S3, while the state
         # machine, the functions and the alert topic run locally on moto.
-        aws_s3=bool(args.lake and args.lake.startswith("s3://")),
+        aws_s3=lake.startswith("s3://"),
+        runs_dir=runs_dir(),
     )
     report = execute_pipeline(settings, progress=_say)
     if args.json:
         print(json.dumps(asdict(report), indent=2, sort_keys=True, default=str))
     else:
-        print(format_summary(report, settings.lake, settings.warehouse_dsn))
+        # Shown without its password (psql asks for it).
+        print(format_summary(report, settings.lake, redact_dsn(settings.warehouse_dsn)))
     if not report.succeeded:
         reason = report.alerts[0]["subject"] if report.alerts else "the execution failed"
         _say(f"error: {reason}")
@@ -150,8 +195,16 @@ def _print_counts(title: str, counts: dict[str, int]) -> None:
         print(f"  {table:<{width}}  {rows:>10,}")
 
 
+def _passwords(args: argparse.Namespace) -> list[str | None]:
+    """The passwords of every DSN this command was given: an error line never shows them."""
+    given = [getattr(args, name, None) for name in ("source_dsn", "warehouse_dsn")]
+    given += [os.environ.get(name) for name in DSN_VARIABLES]
+    return [password_of(dsn) for dsn in given if dsn]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    load_env_file()
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -161,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             raise
-        _say(f"error: {type(exc).__name__}: {exc}")
+        _say(f"error: {type(exc).__name__}: {redact(str(exc), *_passwords(args))}")
         _say("(run again with --verbose for the full trace)")
         return EXIT_FAILURE
 
