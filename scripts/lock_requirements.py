@@ -37,9 +37,7 @@ from stacks.lambda_packaging import (  # noqa: E402 (needs the repository on sys
 def _uv() -> list[str]:
     uv = Path(sys.executable).with_name("uv")
     if not uv.exists():
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "uv"], check=True
-        )
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "uv"], check=True)
     return [str(uv), "pip", "compile", "--quiet", "--no-header", "--python-version", PYTHON_VERSION]
 
 
