@@ -42,6 +42,9 @@ dev-setup: requirements ## Everything a developer needs (same as requirements, p
 run: requirements ## Start the embedded PostgreSQL, seed ToteSys the first time, run the pipeline
 	$(BIN)/totes demo
 
+status: requirements ## For the person on call: recent runs, lag, freshness, pending batches, alerts
+	$(BIN)/totes status
+
 test: requirements layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
 	$(BIN)/pytest -q
 
