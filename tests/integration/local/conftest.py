@@ -11,9 +11,11 @@ from totes.local import environment
 
 
 @pytest.fixture(autouse=True)
-def no_env_file(monkeypatch):
-    """The `totes` command reads ./.env: a developer's own must not steer the tests."""
+def isolated_command(monkeypatch, tmp_path):
+    """The `totes` command reads ./.env and keeps run reports in the state folder: a
+    developer's own must neither steer the tests nor receive their runs."""
     monkeypatch.setenv("TOTES_ENV_FILE", "")
+    monkeypatch.setenv("TOTES_STATE_DIR", str(tmp_path / "state"))
 
 
 @pytest.fixture
