@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 90,
     "executionTimeoutSeconds": 1200,
     "retryIntervalSeconds": 5,
+    # Where the alert and alarm emails point for what to do (docs/runbooks.md): set it to the
+    # file's web address, e.g. https://github.com/<org>/<repo>/blob/main/docs/runbooks.md
     "runbookUrl": DEFAULT_RUNBOOK_URL,
 }
 
@@ -66,6 +68,10 @@ class DeployConfig:
     execution_timeout_seconds: int
     retry_interval_seconds: int
     runbook_url: str
+
+    def runbook(self, section: str) -> str:
+        """The address of one runbook section (``section`` is its heading's anchor)."""
+        return f"{self.runbook_url}#{section}"
 
     @property
     def names(self) -> DeploymentNames:
@@ -125,6 +131,12 @@ class DeployConfig:
                 f"{PREFIX}executionTimeoutSeconds: {timeout} is over 1800; a run that long "
                 "already breaks the 30-minute freshness promise (see docs/deploy.md)"
             )
+        runbook_url = str(merged["runbookUrl"]).strip()
+        if not runbook_url or any(c.isspace() for c in runbook_url) or "#" in runbook_url:
+            raise ConfigError(
+                f"{PREFIX}runbookUrl: {runbook_url!r} must be the runbooks file's address "
+                "(no spaces, no #anchor: each alarm adds its own section's)"
+            )
         for key in ("sourceDbSecret", "warehouseDbSecret"):
             if not str(merged[key]).strip():
                 raise ConfigError(f"{PREFIX}{key} must name a Secrets Manager secret")
@@ -143,7 +155,7 @@ class DeployConfig:
             log_retention_days=_positive_int(merged, "logRetentionDays"),
             execution_timeout_seconds=timeout,
             retry_interval_seconds=_positive_int(merged, "retryIntervalSeconds"),
-            runbook_url=str(merged["runbookUrl"]).strip() or DEFAULT_RUNBOOK_URL,
+            runbook_url=runbook_url,
         )
 
 

@@ -25,8 +25,8 @@ class DeploymentNames(Names):
     """``Names`` plus what only the AWS deployment has: buckets and the dashboard."""
 
     def bucket(self, lake: str) -> str:
-        """``terrific-totes-<env>-<lake>-<account>-<region>``: unique, readable in the console."""
-        return f"{self.prefix}-{lake}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        """This deployment's bucket for ``lake``, in the account and region deployed to."""
+        return self.bucket_name(lake, Aws.ACCOUNT_ID, Aws.REGION)
 
     @property
     def ingestion_bucket(self) -> str:
@@ -48,6 +48,13 @@ class DeploymentNames(Names):
     def state_machine_log_group(self) -> str:
         # Under /aws/vendedlogs/: keeps the account's CloudWatch Logs resource policy small.
         return f"/aws/vendedlogs/states/{self.state_machine}"
+
+    @property
+    def alarm_arn_pattern(self) -> str:
+        """Every alarm of this deployment, as ``aws:SourceArn`` sees it."""
+        return (
+            f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:{self.alarm('*')}"
+        )
 
     def stack(self, concern: str) -> str:
         """The CloudFormation stack name of one concern (Storage, Alerts, ...)."""

@@ -79,6 +79,15 @@ class Names:
     def state_machine(self) -> str:
         return f"{self.prefix}-pipeline"
 
+    def alarm(self, name: str) -> str:
+        """``terrific-totes-<env>.<Name>``: the dot cannot occur in an environment name, so
+        one environment's alarm names never match another's prefix."""
+        return f"{self.prefix}.{name}"
+
+    def bucket_name(self, lake: str, account: str, region: str) -> str:
+        """``terrific-totes-<env>-<lake>-<account>-<region>``: unique, readable in the console."""
+        return f"{self.prefix}-{lake}-{account}-{region}"
+
     def stage_of(self, function_name_or_arn: str) -> str:
         """The stage whose function this is (a name, or an ARN with optional qualifier)."""
         name = function_name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]

@@ -50,6 +50,7 @@ def test_every_acknowledgment_is_one_of_the_reviewed_reasons(assembly):
     assert {rule["reason"] for rule in acknowledged} <= {reason.value for reason in Reason}
     assert sorted({rule["id"] for rule in acknowledged}) == sorted(
         [
+            "AwsSolutions-L1",
             "AwsSolutions-S1",
             "AwsSolutions-SNS2",
             "AwsSolutions-IAM5[Resource::*]",

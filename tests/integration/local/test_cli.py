@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from totes.local import environment
+from tests.integration.conftest import wrong_password_dsn
 from totes.local.cli import main
 from totes.local.report import psql_command
-
-
-@pytest.fixture
-def state_dir(monkeypatch):
-    # World-readable: as root, the embedded PostgreSQL runs as the user 'pgserver'.
-    path = Path(tempfile.mkdtemp(prefix="totes-state-"))
-    path.chmod(0o755)
-    monkeypatch.setenv("TOTES_STATE_DIR", str(path))
-    monkeypatch.setattr(environment, "_server", None)
-    yield path
-    if environment._server is not None:
-        environment._server.stop()
+from totes.totesys.database import read_only_dsn
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -94,6 +82,8 @@ def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
     assert "SUCCEEDED" in out and "fact_sales_order" in out
     assert f"host={state_dir}" in out  # how to open the warehouse
     assert "ingestion/sales_order/" in out and "processed/fact_sales_order/" in out
+    [first_run] = json.loads(run_cli(capsys, "status", "--json")[1])["executions"]
+    assert first_run["status"] == "SUCCEEDED" and first_run["loaded"]["fact_sales_order"] > 0
 
     code, out, err = run_cli(capsys, "demo")
     assert code == 0, err
@@ -160,3 +150,64 @@ def test_run_with_an_s3_lake_uses_the_real_bucket(capsys, s3_endpoint, totesys_d
     assert any(k.startswith("team/processed/fact_sales_order/") for k in keys)
     assert f"team/processed/_manifests/{batch_id}.json" in keys
     assert report["load"]["rows"]["fact_payment"] == report["extract"]["tables"]["payment"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # libpq would echo "secret-tail" (the password's second word) in its complaint.
+        lambda role: "host=db dbname=totesys password=hunter2-cli secret-tail",
+        lambda role: wrong_password_dsn(role, "hunter2-cli"),
+        lambda role: "host=127.0.0.1 port=1 dbname=totesys user=reader password=hunter2-cli",
+    ],
+    ids=["malformed-dsn", "wrong-password", "unreachable-host"],
+)
+def test_no_password_in_the_alert_email_the_progress_or_the_error_line(
+    capsys, password_role, warehouse_dsn, tmp_path, state_dir, source
+):
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--source-dsn", source(password_role),
+        "--warehouse-dsn", warehouse_dsn,
+        "--lake", str(tmp_path / "lake"),
+    )  # fmt: skip
+    assert code == 1
+    assert "Alert email that would have been sent" in out and "Stage:      Extract" in out
+    assert "  extract failed: " in err  # the progress line
+    assert err.strip().splitlines()[-1].startswith("error: Terrific Totes pipeline failed")
+    [kept] = (state_dir / "runs").glob("*.json")  # the report `totes status` reads
+    for shown in (out, err, kept.read_text()):
+        assert "hunter2-cli" not in shown and "secret-tail" not in shown
+
+
+def test_the_error_line_never_shows_a_password(capsys):
+    code, _, err = run_cli(
+        capsys, "seed", "--source-dsn", "postgresql://u:hunter2-seed@127.0.0.1:1/totesys"
+    )
+    assert code == 1
+    assert err.startswith("error: DatabaseUnavailableError: cannot connect to the database")
+    assert "hunter2-seed" not in err
+
+
+def test_settings_come_from_a_dotenv_file(
+    capsys, monkeypatch, tmp_path, totesys_dsn, warehouse_dsn
+):
+    env_file = tmp_path / "laptop.env"
+    env_file.write_text(
+        f"SOURCE_DSN={read_only_dsn(totesys_dsn, 'totes_reader')}\n"
+        f"WAREHOUSE_DSN='{warehouse_dsn}'\n"
+        f"LAKE={tmp_path / 'env-lake'}\n"
+    )
+    for name in ("SOURCE_DSN", "WAREHOUSE_DSN", "LAKE"):
+        monkeypatch.setenv(name, "restored-after-the-test")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TOTES_ENV_FILE", str(env_file))
+    code, out, err = run_cli(capsys, "run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["load"]["rows"]["fact_sales_order"] > 0
+    assert (tmp_path / "env-lake" / "ingestion" / "_manifests").is_dir()
+    # A variable already set wins over the file.
+    monkeypatch.setenv("LAKE", str(tmp_path / "set-lake"))
+    assert run_cli(capsys, "run", "--json")[0] == 0
+    assert (tmp_path / "set-lake" / "ingestion" / "_manifests").is_dir()
