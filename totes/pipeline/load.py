@@ -134,6 +134,8 @@ def _stage(cur: Cursor, table: WarehouseTable, frame: pl.DataFrame) -> sql.Ident
         sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(staging, columns),
         buffer,
     )
+    if cur.rowcount != frame.height:  # the last hop's count: what the warehouse received
+        raise LoadError(f"{table.name}: COPY staged {cur.rowcount} rows of {frame.height}")
     return staging
 
 
