@@ -50,6 +50,7 @@ from totes.pipeline.audit_model import (
 from totes.pipeline.audit_report import PENDING, AuditReport, Example, TableAudit
 from totes.pipeline.db import connect
 from totes.pipeline.deletion_register import deletion_register_exists
+from totes.pipeline.events import InvalidInputError
 from totes.pipeline.extract import OVERLAP
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,16 @@ def run_audit(
         extra={"differences": report.differences, "seconds": round(report.seconds, 3)},
     )
     return report
+
+
+def tables_from(event: dict) -> list[str] | None:
+    """The optional ``tables`` of the audit Lambda's input: a list of table names."""
+    tables = event.get("tables") if isinstance(event, dict) else None
+    if tables is None:
+        return None
+    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+        raise InvalidInputError(f"expected 'tables' to be a list of names, got {tables!r:.200}")
+    return tables
 
 
 @contextmanager
