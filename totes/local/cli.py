@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import datetime
 
 from totes.contract import STAGES
-from totes.local import environment
+from totes.local import environment, reconcile
 from totes.local.demo import demo
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a failure into a stage to see the failure path and its alert email",
     )
     run.set_defaults(handler=_run)
+
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="compare the warehouse with ToteSys; exit 1 when they differ"
+    )
+    _add_source_dsn(reconcile_parser)
+    reconcile.add_arguments(reconcile_parser)
+    reconcile_parser.set_defaults(handler=_reconcile)
     return parser
 
 
@@ -133,6 +140,18 @@ def _run(args: argparse.Namespace) -> int:
         reason = report.alerts[0]["subject"] if report.alerts else "the execution failed"
         _say(f"error: {reason}")
     return 0 if report.succeeded else EXIT_FAILURE
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """Only reads both databases (ToteSys by default as the read-only role `run` uses)."""
+    return reconcile.command(
+        args,
+        source_dsn=lambda: (
+            args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+        ),
+        warehouse_dsn=lambda: args.warehouse_dsn or environment.warehouse_dsn(),
+        say=_say,
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:

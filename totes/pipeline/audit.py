@@ -109,7 +109,7 @@ def run_audit(
             )
             found.append(table)
     report = AuditReport(
-        found, loaded_until.isoformat(sep=" ") if loaded_until else None,
+        found, loaded_until.isoformat(sep=" ", timespec="milliseconds") if loaded_until else None,
         seconds=time.monotonic() - started,
     )  # fmt: skip
     logger.info(

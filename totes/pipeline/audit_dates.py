@@ -77,7 +77,7 @@ def audit_dates(
         if loaded_until is not None and expected[day] > loaded_until:
             found.add(PENDING)
         else:
-            found.add("missing", Example("missing", day.isoformat(), None, "referenced", None))
+            found.add("missing", Example("missing", day.isoformat(), None, "referenced", "absent"))
     warehouse.execute(wrong_calendar_fields())
     for day, actual, derived in warehouse.fetchall():
         columns = [
