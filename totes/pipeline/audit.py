@@ -124,8 +124,10 @@ def tables_from(event: dict) -> list[str] | None:
     tables = event.get("tables") if isinstance(event, dict) else None
     if tables is None:
         return None
-    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
-        raise InvalidInputError(f"expected 'tables' to be a list of names, got {tables!r:.200}")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) for t in tables):
+        raise InvalidInputError(
+            f"expected 'tables' to be a non-empty list of names, got {tables!r:.200}"
+        )
     return tables
 
 

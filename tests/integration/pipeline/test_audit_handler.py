@@ -75,6 +75,7 @@ def test_differences_are_counted_and_published_without_their_values(loaded, caps
     [
         ({"tables": "dim_staff"}, InvalidInputError),
         ({"tables": [1]}, InvalidInputError),
+        ({"tables": []}, InvalidInputError),
         ({"tables": ["staff"]}, UnknownTableError),
     ],
 )
