@@ -40,7 +40,8 @@ from stacks.functions_stack import (
 from stacks.nag_acknowledgments import Reason, acknowledge
 from totes.contract import AUDIT_TOTAL, DIFFERENCES_METRIC, METRICS_NAMESPACE
 
-# Starting points, measured at scale 100 (see docs/deploy.md): the databases do the work.
+# Measured at scale 100 (docs/deploy.md, "The audit"): the databases do the work, the
+# handler stays under 50 MiB; 15 minutes leaves room for a slow database or a larger ToteSys.
 AUDIT_MEMORY_MB = 512
 AUDIT_TIMEOUT = Duration.minutes(15)
 ALARM_PERIOD = Duration.minutes(5)
