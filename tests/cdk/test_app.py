@@ -14,7 +14,7 @@ from stacks.config import DEFAULTS, PREFIX, ConfigError, DeployConfig
 from stacks.nag_acknowledgments import Reason
 from stacks.pipeline_app import cdk_json_context
 
-STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring")
+STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring", "Audit")
 
 
 def test_synthesised_without_aws_credentials_or_docker(synths):
@@ -91,6 +91,7 @@ def test_deploy_order_is_declared(assembly):
     assert depends("Functions") == {"Storage"}
     assert depends("Orchestration") == {"Functions", "Alerts"}
     assert depends("Monitoring") == {"Orchestration"}
+    assert depends("Audit") == {"Alerts"}
 
 
 def test_cdk_json_documents_every_setting_with_its_default():
@@ -109,6 +110,7 @@ def test_alert_email_is_optional_at_synth():
     [
         ({"alertEmail": "not-an-address"}, "alertEmail"),
         ({"schedule": "every 10 minutes"}, "schedule"),
+        ({"auditSchedule": "hourly"}, "auditSchedule"),
         ({"vpcId": "vpc-1"}, "subnetIds"),
         ({"subnetIds": "subnet-1"}, "vpcId"),
         ({"removalPolicy": "snapshot"}, "removalPolicy"),

@@ -22,7 +22,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from totes.contract import STAGES
-from totes.local import environment, status_cli
+from totes.local import environment, reconcile, status_cli
 from totes.local.demo import demo
 from totes.local.embedded_postgres import state_dir
 from totes.local.report import format_summary
@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     skip.set_defaults(handler=_skip)
     status_cli.add_parser(commands)
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="compare the warehouse with ToteSys; exit 1 when they differ"
+    )
+    _add_source_dsn(reconcile_parser)
+    reconcile.add_arguments(reconcile_parser)
+    reconcile_parser.set_defaults(handler=_reconcile)
     return parser
 
 
@@ -241,6 +247,18 @@ def _skip(args: argparse.Namespace) -> int:
         " warehouse and delivers its rows again from ToteSys."
     )
     return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """Only reads both databases (ToteSys by default as the read-only role `run` uses)."""
+    return reconcile.command(
+        args,
+        source_dsn=lambda: (
+            args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+        ),
+        warehouse_dsn=lambda: args.warehouse_dsn or environment.warehouse_dsn(),
+        say=_say,
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
