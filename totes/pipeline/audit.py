@@ -49,9 +49,9 @@ from totes.pipeline.audit_model import (
 )
 from totes.pipeline.audit_report import PENDING, AuditReport, Example, TableAudit
 from totes.pipeline.db import connect
-from totes.pipeline.deletion_register import deletion_register_exists
 from totes.pipeline.events import InvalidInputError
 from totes.pipeline.extract import OVERLAP
+from totes.pipeline.registers import deletion_register_exists, waiting_ids
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def run_audit(
         with _side("warehouse", "-"):
             _check_warehouse(warehouse, names)
             register = deletion_register_exists(warehouse)
+            waiting = waiting_ids(warehouse)
             loaded_until = _loaded_until(warehouse)
         found: list[TableAudit] = []
         for name in names:
@@ -101,6 +102,7 @@ def run_audit(
                 comparison = _TableComparison(
                     audit_table(name), source, warehouse, table, loaded_until,
                     register=register, bucket_bits=bucket_bits, say=say,
+                    waiting=waiting.get(name, set()),
                 )  # fmt: skip
                 comparison.run()
             table.seconds = time.monotonic() - table_started
@@ -196,11 +198,13 @@ class _TableComparison:
         register: bool,
         bucket_bits: int,
         say: Progress,
+        waiting: set[int],
     ):
         self.table, self.source, self.warehouse, self.found = table, source, warehouse, found
         self.loaded_until, self.register, self.bits, self.say = (
             loaded_until, register, bucket_bits, say,
         )  # fmt: skip
+        self.waiting = waiting  # fact rows waiting for a dimension row: pending, not missing
 
     def run(self) -> None:
         source_buckets = self._buckets("ToteSys")
@@ -265,7 +269,9 @@ class _TableComparison:
             self.warehouse.execute(audit_sql.registered_ids(), self._params(lo=lo, hi=hi))
             return dict(self.warehouse.fetchall())
 
-    def _pending(self, changed_at: datetime | None) -> bool:
+    def _pending(self, changed_at: datetime | None, key: int | None = None) -> bool:
+        if key is not None and key in self.waiting:
+            return True
         return (
             self.loaded_until is not None
             and changed_at is not None
@@ -283,7 +289,7 @@ class _TableComparison:
                     Example("marked_but_present", key, None, "present",
                             f"deleted (batch {registered[key]})"),
                 )  # fmt: skip
-            elif self._pending(expected[key][1]):
+            elif self._pending(expected[key][1], key):
                 self.found.add(PENDING)
             else:
                 self.found.add("missing", Example("missing", key, None, "present", "absent"))
@@ -301,7 +307,7 @@ class _TableComparison:
         source, warehouse = self._values("ToteSys", ids), self._values("warehouse", ids)
         names = self.table.column_names
         for key in ids:
-            if self._pending(expected[key][1]):
+            if self._pending(expected[key][1], key):
                 self.found.add(PENDING)
                 continue
             want, have = source[key], warehouse[key]

@@ -16,7 +16,7 @@ from typing import Literal
 from psycopg2 import sql
 
 from totes.pipeline.audit_model import AuditTable
-from totes.pipeline.deletion_register import DELETION_TABLE
+from totes.pipeline.registers import DELETION_TABLE
 
 Filter = Literal["all", "range", "ids"]
 

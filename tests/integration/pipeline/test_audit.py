@@ -13,10 +13,10 @@ from tests.support.oracle import differences
 from tests.support.sql import execute, one, query
 from totes.pipeline.audit import AuditError, run_audit
 from totes.pipeline.audit_model import AUDITED_TABLE_NAMES, UnknownTableError
-from totes.pipeline.deletion_register import ensure_deletion_register
 from totes.pipeline.extract import run_extract
 from totes.pipeline.lake import Lake
 from totes.pipeline.load import run_load
+from totes.pipeline.registers import ensure_deletion_register
 from totes.pipeline.transform import run_transform
 from totes.totesys.database import read_only_dsn
 
