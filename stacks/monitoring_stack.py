@@ -1,8 +1,21 @@
 """Alarms (all to the alert topic) and the operations dashboard.
 
-A Catch in the state machine cannot see an execution that timed out or was aborted, and a
-schedule that stops starting runs produces no failure at all: the execution alarms and the
-"no successful run" alarm cover what the failure branch cannot.
+One failure, one email. A run that fails in a stage sends its own alert (the state
+machine's failure branch: stage, error, batch, execution), so nothing here alarms on
+failed executions or on Lambda errors: those would be the second and third email about
+the same failure, with less in them. Alarms cover only what a run cannot report itself:
+
+- ExecutionsTimedOut, ExecutionsAborted: a Catch never sees an execution-level timeout or
+  a stop, so no alert was sent;
+- <Stage>Throttles: Lambda refused to start a function (account concurrency); the run may
+  survive on retries, but the capacity problem is real and the stage's alert would blame
+  a symptom;
+- NoSuccessfulRun: silence. A schedule that stopped, a role that cannot start the state
+  machine, or an alert path that itself failed produce no email at all; 30 minutes without
+  a successful run (the freshness promise) catches all of them.
+
+docs/runbooks.md has one section per alarm and per alert; each alarm's description links
+to its section (context ``totes:runbookUrl``).
 """
 
 from __future__ import annotations
@@ -46,11 +59,15 @@ class MonitoringStack(Stack):
         self.alarms: dict[str, cloudwatch.Alarm] = {}
 
         def alarm(construct_id: str, metric: cloudwatch.IMetric, description: str, **options):
+            """An alarm named for this deployment (the topic policy admits exactly those),
+            whose description ends with its runbook section's address."""
+            runbook = config.runbook(runbook_anchor(construct_id))
             created = cloudwatch.Alarm(
                 self,
                 construct_id,
+                alarm_name=config.names.alarm(construct_id),
                 metric=metric,
-                alarm_description=description,
+                alarm_description=f"{description} Runbook: {runbook}",
                 threshold=options.pop("threshold", 1),
                 evaluation_periods=1,
                 comparison_operator=options.pop(
@@ -66,12 +83,6 @@ class MonitoringStack(Stack):
             return created
 
         sum_5m = {"period": ALARM_PERIOD, "statistic": "Sum"}
-        alarm(
-            "ExecutionsFailed",
-            state_machine.metric_failed(**sum_5m),
-            "A pipeline run failed. The alert email from the run itself has the details; "
-            "the Step Functions console has the execution.",
-        )
         alarm(
             "ExecutionsTimedOut",
             state_machine.metric_timed_out(**sum_5m),
@@ -90,19 +101,14 @@ class MonitoringStack(Stack):
                 "NoSuccessfulRun",
                 state_machine.metric_succeeded(period=Duration.minutes(30), statistic="Sum"),
                 "No pipeline run has succeeded in 30 minutes: the 30-minute freshness promise "
-                "is broken. Check the schedule (is it enabled?) and the latest executions.",
+                "is broken, and no run reported why. Check the schedule (is it enabled?) and the "
+                "latest executions (`totes status --aws`).",
                 threshold=1,
                 comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
             )
         for name, function in functions.items():
             stage = name.title()
-            alarm(
-                f"{stage}Errors",
-                function.metric_errors(**sum_5m),
-                f"The {name} Lambda raised an error (the run may still succeed on retry). "
-                f"See its log group for the structured error.",
-            )
             alarm(
                 f"{stage}Throttles",
                 function.metric_throttles(**sum_5m),
@@ -183,6 +189,14 @@ class MonitoringStack(Stack):
                 ],
             ],
         )
+
+
+def runbook_anchor(alarm_id: str) -> str:
+    """The docs/runbooks.md heading of an alarm: ``## Alarm: ExtractThrottles`` for every
+    function's throttles shares ``## Alarm: <Stage>Throttles``."""
+    if alarm_id.endswith("Throttles"):
+        alarm_id = "StageThrottles"
+    return f"alarm-{alarm_id.lower()}"
 
 
 class _LambdaMetrics:

@@ -44,6 +44,13 @@ class Reason(StrEnum):
         "those actions do not support resource-level permissions, so a custom policy could "
         "not be narrower, only get out of date."
     )
+    RUNTIME_AS_TESTED = (
+        "The functions run the newest Lambda Python runtime that the development machines "
+        "and CI can install, so that `make test` runs on the same Python as production "
+        "(stacks/lambda_packaging.py PYTHON_VERSION, the Makefile's PYTHON). It is a "
+        "supported runtime; moving to the newest one is a change of PYTHON_VERSION and "
+        "PYTHON once the machines have it."
+    )
     ALERT_TOPIC_NOT_KMS = (
         "Alerts carry operational text only (stage, error type and message, execution id), "
         "and they leave AWS as plain email, which topic encryption cannot protect. SSE would "

@@ -17,17 +17,17 @@ from dataclasses import dataclass
 
 from aws_cdk import Aws
 
-from totes.contract import Names
+from totes.contract import AUDIT_FUNCTION, Names
 
 
 @dataclass(frozen=True)
 class DeploymentNames(Names):
-    """``Names`` plus what only the AWS deployment has: buckets, the dashboard, the Glue
-    database, the Athena workgroup and the analysts' policy."""
+    """``Names`` plus what only the AWS deployment has: buckets, the dashboard, the audit,
+    the Glue database, the Athena workgroup and the analysts' policy."""
 
     def bucket(self, lake: str) -> str:
-        """``terrific-totes-<env>-<lake>-<account>-<region>``: unique, readable in the console."""
-        return f"{self.prefix}-{lake}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        """This deployment's bucket for ``lake``, in the account and region deployed to."""
+        return self.bucket_name(lake, Aws.ACCOUNT_ID, Aws.REGION)
 
     @property
     def ingestion_bucket(self) -> str:
@@ -40,6 +40,12 @@ class DeploymentNames(Names):
     @property
     def access_logs_bucket(self) -> str:
         return self.bucket("access-logs")
+
+    @property
+    def audit_function(self) -> str:
+        """The scheduled audit's Lambda (not a pipeline stage: the state machine never
+        calls it)."""
+        return f"{self.prefix}-{AUDIT_FUNCTION}"
 
     @property
     def athena_results_bucket(self) -> str:
@@ -66,6 +72,13 @@ class DeploymentNames(Names):
     def state_machine_log_group(self) -> str:
         # Under /aws/vendedlogs/: keeps the account's CloudWatch Logs resource policy small.
         return f"/aws/vendedlogs/states/{self.state_machine}"
+
+    @property
+    def alarm_arn_pattern(self) -> str:
+        """Every alarm of this deployment, as ``aws:SourceArn`` sees it."""
+        return (
+            f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:{self.alarm('*')}"
+        )
 
     def stack(self, concern: str) -> str:
         """The CloudFormation stack name of one concern (Storage, Alerts, ...)."""

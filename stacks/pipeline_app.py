@@ -1,10 +1,11 @@
-"""Assemble the app: six stacks, one per concern, and cdk-nag on every synth.
+"""Assemble the app: seven stacks, one per concern, and cdk-nag on every synth.
 
     storage        the ingestion and processed lakes (and their access log bucket)
     alerts         the SNS topic and the email subscription
     functions      extract, transform, load (Lambda) with least-privilege roles
     orchestration  the state machine from statemachine/pipeline.asl.json, and its schedule
     monitoring     alarms to the topic, and the dashboard
+    audit          the scheduled comparison of the warehouse with ToteSys, and its alarms
     analytics      Glue tables over the processed lake, the Athena workgroup (analysts)
 
 The stacks are environment-agnostic (no account or region at synth): synthesis needs no
@@ -24,6 +25,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks.alerts_stack import AlertsStack
 from stacks.analytics_stack import AnalyticsStack
+from stacks.audit_stack import AuditStack
 from stacks.config import DeployConfig
 from stacks.functions_stack import FunctionsStack
 from stacks.monitoring_stack import MonitoringStack
@@ -50,6 +52,7 @@ class PipelineStacks:
     functions: FunctionsStack
     orchestration: OrchestrationStack
     monitoring: MonitoringStack
+    audit: AuditStack
     analytics: AnalyticsStack
 
     def all(self) -> list:
@@ -59,6 +62,7 @@ class PipelineStacks:
             self.functions,
             self.orchestration,
             self.monitoring,
+            self.audit,
             self.analytics,
         ]
 
@@ -66,7 +70,7 @@ class PipelineStacks:
 def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks:
     """Add the pipeline's stacks to ``app``, reading settings from its context.
 
-    ``code_dirs`` maps each function (extract, transform, load) to the folder it ships:
+    ``code_dirs`` maps each function (extract, transform, load, audit) to the folder it ships:
     ``build/lambda/<fn>`` for real, small stand-ins in tests.
     """
     config = DeployConfig.from_context(app.node)
@@ -97,6 +101,11 @@ def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks
         app, config.names.stack("Monitoring"), config=config,
         description="Terrific Totes: alarms and dashboard",
     )  # fmt: skip
+    audit = AuditStack(
+        app, config.names.stack("Audit"), config=config,
+        code_dir=code_dirs["audit"],
+        description="Terrific Totes: scheduled audit of the warehouse against ToteSys",
+    )  # fmt: skip
     # The stacks refer to each other by name (stacks/names.py), not by export: the deploy
     # order is declared here instead.
     functions.add_stack_dependency(storage)
@@ -108,7 +117,8 @@ def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks
     )  # fmt: skip
     monitoring.add_stack_dependency(orchestration)
     analytics.add_stack_dependency(storage)
-    stacks = PipelineStacks(storage, alerts, functions, orchestration, monitoring, analytics)
+    audit.add_stack_dependency(alerts)
+    stacks = PipelineStacks(storage, alerts, functions, orchestration, monitoring, audit, analytics)
     for stack in stacks.all():
         # Cost allocation tags (activate them once in the Billing console).
         Tags.of(stack).add("project", PROJECT)

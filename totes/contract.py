@@ -27,6 +27,11 @@ ROW_METRICS: dict[str, str] = {
     "load": "RowsLoaded",
 }  # dimension: table
 DURATION_METRIC = "RunDurationSeconds"  # dimension: stage
+# The scheduled audit (lambdas/audit.py): differences between the warehouse and ToteSys per
+# table, and their total under table=AUDIT_TOTAL (what the alarm watches).
+AUDIT_FUNCTION = "audit"
+DIFFERENCES_METRIC = "WarehouseDifferences"  # dimension: table
+AUDIT_TOTAL = "all"
 
 # The definition file (statemachine/pipeline.asl.json, installed as totes.statemachine).
 DEFINITION_PACKAGE = "totes.statemachine"
@@ -78,6 +83,15 @@ class Names:
     @property
     def state_machine(self) -> str:
         return f"{self.prefix}-pipeline"
+
+    def alarm(self, name: str) -> str:
+        """``terrific-totes-<env>.<Name>``: the dot cannot occur in an environment name, so
+        one environment's alarm names never match another's prefix."""
+        return f"{self.prefix}.{name}"
+
+    def bucket_name(self, lake: str, account: str, region: str) -> str:
+        """``terrific-totes-<env>-<lake>-<account>-<region>``: unique, readable in the console."""
+        return f"{self.prefix}-{lake}-{account}-{region}"
 
     def stage_of(self, function_name_or_arn: str) -> str:
         """The stage whose function this is (a name, or an ARN with optional qualifier)."""

@@ -1,5 +1,6 @@
-"""Synthesise the CDK app once per session (twice: public databases, and in a VPC), in
-subprocesses with no AWS credentials and no Docker, in parallel; tests read the templates.
+"""Synthesise the CDK app once per session (three times: public databases, in a VPC, and a
+second environment), in subprocesses with no AWS credentials and no Docker, in parallel;
+tests read the templates.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ VPC_CONTEXT = {
     "totes:securityGroupId": "sg-0eee5555fff66666c",
     "totes:removalPolicy": "destroy",
     "totes:scheduleEnabled": "false",
+}
+# A second deployment beside the first, as `cdk synth -c totes:environment=prod ...` makes it.
+PROD_CONTEXT = {
+    **CONTEXT,
+    "totes:environment": "prod",
+    "totes:owner": "finance-analytics",
+    "totes:runbookUrl": "https://git.example.com/totes/blob/main/docs/runbooks.md",
 }
 
 
@@ -48,15 +56,18 @@ class Assembly:
     """One synthesised cloud assembly (cdk.out folder)."""
 
     outdir: Path
+    environment: str = "dev"
 
     def template(self, stack: str) -> dict:
-        return json.loads((self.outdir / f"TerrificTotes-dev-{stack}.template.json").read_text())
+        name = f"TerrificTotes-{self.environment}-{stack}"
+        return json.loads((self.outdir / f"{name}.template.json").read_text())
 
 
 @dataclass
 class Synths:
     default: Assembly
     vpc: Assembly
+    prod: Assembly
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +76,7 @@ def synths(tmp_path_factory: pytest.TempPathFactory) -> Synths:
     home = root / "home"
     home.mkdir()
     runs = {}
-    for label, context in (("default", CONTEXT), ("vpc", VPC_CONTEXT)):
+    for label, context in (("default", CONTEXT), ("vpc", VPC_CONTEXT), ("prod", PROD_CONTEXT)):
         outdir = root / f"{label}.out"
         runs[label] = (
             outdir,
@@ -81,7 +92,11 @@ def synths(tmp_path_factory: pytest.TempPathFactory) -> Synths:
         output, _ = process.communicate(timeout=300)
         if process.returncode != 0:
             pytest.fail(f"synth ({label}) failed:\n{output[-6000:]}")
-    return Synths(default=Assembly(runs["default"][0]), vpc=Assembly(runs["vpc"][0]))
+    return Synths(
+        default=Assembly(runs["default"][0]),
+        vpc=Assembly(runs["vpc"][0]),
+        prod=Assembly(runs["prod"][0], environment="prod"),
+    )
 
 
 @pytest.fixture(scope="session")

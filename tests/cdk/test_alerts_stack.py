@@ -1,16 +1,25 @@
-"""The alert topic: TLS-only, with the on-call email subscribed."""
+"""The alert topic: TLS-only, CloudWatch alarms of this deployment may publish, and the
+on-call email subscribed."""
 
 from __future__ import annotations
+
+from fnmatch import fnmatchcase
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from tests.cdk.cfn import one, render, resources
 from tests.cdk.conftest import ALERT_EMAIL
 
 
 @pytest.fixture(scope="module")
-def alerts(assembly) -> Template:
-    return Template.from_json(assembly.template("Alerts"))
+def alerts_template(assembly) -> dict:
+    return assembly.template("Alerts")
+
+
+@pytest.fixture(scope="module")
+def alerts(alerts_template) -> Template:
+    return Template.from_json(alerts_template)
 
 
 def test_topic_is_named_for_the_other_stacks(alerts):
@@ -43,3 +52,44 @@ def test_topic_refuses_publishing_without_tls(alerts):
             }
         },
     )
+
+
+def test_cloudwatch_alarms_of_this_deployment_may_publish(alerts_template):
+    topic_id, _ = one(alerts_template, "AWS::SNS::Topic")
+    [policy] = resources(alerts_template, "AWS::SNS::TopicPolicy").values()
+    statements = render(policy["Properties"]["PolicyDocument"]["Statement"])
+    assert [s for s in statements if s["Effect"] == "Allow"] == [
+        {
+            "Sid": "CloudWatchAlarmsOfThisDeployment",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": f"${{{topic_id}}}",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": "${AWS::AccountId}"},
+                "ArnLike": {
+                    "aws:SourceArn": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:"
+                    "${AWS::AccountId}:alarm:terrific-totes-dev.*"
+                },
+            },
+        }
+    ]
+    # The TLS-only Deny stays, for every principal.
+    [deny] = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_every_alarm_matches_the_topic_policy_and_no_other_environment_does(synths):
+    pattern = "terrific-totes-dev.*"
+    names = [
+        a["Properties"]["AlarmName"]
+        for a in resources(synths.default.template("Monitoring"), "AWS::CloudWatch::Alarm").values()
+    ]
+    assert names and all(fnmatchcase(name, pattern) for name in names)
+    prod = [
+        a["Properties"]["AlarmName"]
+        for a in resources(synths.prod.template("Monitoring"), "AWS::CloudWatch::Alarm").values()
+    ]
+    assert prod and not any(fnmatchcase(name, pattern) for name in prod)
+    # An environment whose name starts like another's ("dev-x") cannot match it either.
+    assert not fnmatchcase("terrific-totes-dev-x.ExecutionsTimedOut", pattern)

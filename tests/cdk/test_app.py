@@ -15,7 +15,15 @@ from stacks.nag_acknowledgments import Reason
 from stacks.pipeline_app import cdk_json_context
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
 
-STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring", "Analytics")
+STACKS = (
+    "Storage",
+    "Alerts",
+    "Functions",
+    "Orchestration",
+    "Monitoring",
+    "Audit",
+    "Analytics",
+)
 
 
 def test_synthesised_without_aws_credentials_or_docker(synths):
@@ -51,6 +59,7 @@ def test_every_acknowledgment_is_one_of_the_reviewed_reasons(assembly):
     assert {rule["reason"] for rule in acknowledged} <= {reason.value for reason in Reason}
     assert sorted({rule["id"] for rule in acknowledged}) == sorted(
         [
+            "AwsSolutions-L1",
             "AwsSolutions-S1",
             "AwsSolutions-SNS2",
             "AwsSolutions-IAM5[Resource::*]",
@@ -98,6 +107,7 @@ def test_deploy_order_is_declared(assembly):
     assert depends("Functions") == {"Storage"}
     assert depends("Orchestration") == {"Functions", "Alerts"}
     assert depends("Monitoring") == {"Orchestration"}
+    assert depends("Audit") == {"Alerts"}
     assert depends("Analytics") == {"Storage"}
 
 
@@ -117,6 +127,7 @@ def test_alert_email_is_optional_at_synth():
     [
         ({"alertEmail": "not-an-address"}, "alertEmail"),
         ({"schedule": "every 10 minutes"}, "schedule"),
+        ({"auditSchedule": "hourly"}, "auditSchedule"),
         ({"vpcId": "vpc-1"}, "subnetIds"),
         ({"subnetIds": "subnet-1"}, "vpcId"),
         ({"removalPolicy": "snapshot"}, "removalPolicy"),

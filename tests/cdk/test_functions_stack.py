@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
 from stacks.lambda_packaging import PYTHON_VERSION
+from stacks.nag_acknowledgments import Reason
 from tests.cdk.cfn import grants, one, render, resources, statements
 
 ACCOUNT_REGION = "${AWS::AccountId}-${AWS::Region}"
@@ -29,15 +32,27 @@ def function(template: dict, stage: str) -> dict:
     return one(template, "AWS::Lambda::Function", stage.title())[1]["Properties"]
 
 
-def test_runtime_is_the_newest_python_the_cdk_knows_on_arm64(functions):
+def test_runtime_is_the_python_the_tests_run_on_on_arm64(functions):
+    tested = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"python{PYTHON_VERSION}" == tested
+    Template.from_json(functions).all_resources_properties(
+        "AWS::Lambda::Function",
+        {"Runtime": tested, "Architectures": ["arm64"]},
+    )
+
+
+def test_an_older_runtime_than_the_newest_is_acknowledged_with_its_reason(functions):
     # cdk-nag's AwsSolutions-L1 compares against the same list (Runtime.ALL).
     pythons = [r.name for r in lambda_.Runtime.ALL if r.name.startswith("python3.")]
     newest = max(pythons, key=lambda name: int(name.split(".")[1]))
-    assert f"python{PYTHON_VERSION}" == newest
-    Template.from_json(functions).all_resources_properties(
-        "AWS::Lambda::Function",
-        {"Runtime": newest, "Architectures": ["arm64"]},
-    )
+    for stage in ("extract", "transform", "load"):
+        _, resource = one(functions, "AWS::Lambda::Function", stage.title())
+        rules = resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+        acknowledged = {rule["id"]: rule["reason"] for rule in rules}
+        if f"python{PYTHON_VERSION}" == newest:
+            assert "AwsSolutions-L1" not in acknowledged
+        else:
+            assert acknowledged["AwsSolutions-L1"] == Reason.RUNTIME_AS_TESTED.value
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,14 @@ from stacks.lambda_packaging import (
     FUNCTION_REQUIREMENTS,
     LAMBDA_BUILD_DIR,
     PIP_PLATFORMS,
+    PYTHON_VERSION,
+    UV_PLATFORM,
+    dev_lock,
+    function_data_files,
     function_sources,
+    lambda_lock,
 )
+from totes.pipeline.tls import RDS_CA_BUNDLE
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = ROOT / "scripts" / "build_lambdas.py"
@@ -40,6 +46,7 @@ def test_each_stage_ships_only_what_it_imports():
         "psycopg2-binary",
         "aws-lambda-powertools",
     }
+    assert FUNCTION_REQUIREMENTS["audit"] == ["psycopg2-binary", "aws-lambda-powertools"]
     for requirements in FUNCTION_REQUIREMENTS.values():
         assert not {"pyarrow", "boto3", "botocore"} & set(requirements)
 
@@ -163,3 +170,43 @@ def test_handler_imports_only_what_its_package_ships(stage, tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _locked(lock: Path) -> dict[str, str]:
+    """name -> version of every package a lock file pins."""
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", lock.read_text(), re.MULTILINE)
+    return {_canonical(name): version for name, version in pins}
+
+
+@pytest.mark.parametrize("stage", list(FUNCTION_REQUIREMENTS))
+def test_each_function_ships_a_hashed_lock_for_its_runtime(stage):
+    lock = lambda_lock(stage)
+    text = lock.read_text()
+    assert f"CPython {PYTHON_VERSION} on {UV_PLATFORM}" in text
+    pins = _locked(lock)
+    assert {_canonical(r) for r in FUNCTION_REQUIREMENTS[stage]} <= set(pins)
+    assert text.count("==") == len(pins) and text.count("--hash=sha256:") >= len(pins)
+
+
+def test_the_tests_run_on_the_versions_the_lambdas_ship():
+    shipped = {}
+    for stage in FUNCTION_REQUIREMENTS:
+        shipped |= _locked(lambda_lock(stage))
+    assert {name: metadata.version(name) for name in shipped} == shipped
+    assert {name: _locked(dev_lock())[name] for name in shipped} == shipped
+
+
+@pytest.mark.parametrize("stage", list(FUNCTION_REQUIREMENTS))
+def test_the_real_build_holds_exactly_the_locked_wheels(stage):
+    built = {
+        _canonical(path.name.split("-")[0]): path.name.removesuffix(".dist-info").split("-")[1]
+        for path in (LAMBDA_BUILD_DIR / stage).glob("*.dist-info")
+    }
+    assert built == _locked(lambda_lock(stage))
+
+
+@pytest.mark.parametrize("stage", ["extract", "load"])
+def test_the_database_stages_ship_the_rds_ca_bundle(stage):
+    assert RDS_CA_BUNDLE in function_data_files(stage)
+    shipped = LAMBDA_BUILD_DIR / stage / RDS_CA_BUNDLE.relative_to(ROOT)
+    assert shipped.read_bytes() == RDS_CA_BUNDLE.read_bytes()

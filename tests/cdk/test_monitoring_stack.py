@@ -1,12 +1,18 @@
-"""Alarms (every one notifies the alert topic) and the dashboard."""
+"""Alarms (every one notifies the alert topic, only for what a run cannot report itself)
+and the dashboard."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
+from stacks.monitoring_stack import runbook_anchor
 from tests.cdk.cfn import render, resources
+
+RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks.md"
 
 TOPIC = "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:terrific-totes-dev-alerts"
 STATE_MACHINE = (
@@ -31,7 +37,7 @@ def alarms(monitoring) -> dict[tuple[str, str], dict]:
     return found
 
 
-@pytest.mark.parametrize("metric", ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"])
+@pytest.mark.parametrize("metric", ["ExecutionsTimedOut", "ExecutionsAborted"])
 def test_state_machine_alarms(alarms, metric):
     alarm = alarms[(metric, STATE_MACHINE)]
     assert alarm["Namespace"] == "AWS/States"
@@ -42,11 +48,23 @@ def test_state_machine_alarms(alarms, metric):
 
 
 @pytest.mark.parametrize("stage", ["extract", "transform", "load"])
-@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
-def test_function_alarms(alarms, stage, metric):
-    alarm = alarms[(metric, f"terrific-totes-dev-{stage}")]
+def test_function_throttle_alarms(alarms, stage):
+    alarm = alarms[("Throttles", f"terrific-totes-dev-{stage}")]
     assert alarm["Namespace"] == "AWS/Lambda"
     assert alarm["Threshold"] == 1
+
+
+def test_one_failure_one_email(alarms):
+    # A failed run sends the state machine's own alert; an alarm on failed executions or on
+    # Lambda errors would be a second and a third email about the same failure.
+    metrics = {metric for metric, _ in alarms}
+    assert not metrics & {"ExecutionsFailed", "Errors"}
+    assert metrics == {
+        "ExecutionsTimedOut",
+        "ExecutionsAborted",
+        "ExecutionsSucceeded",
+        "Throttles",
+    }
 
 
 def test_freshness_alarm_breaches_when_nothing_succeeds_for_30_minutes(alarms):
@@ -57,10 +75,26 @@ def test_freshness_alarm_breaches_when_nothing_succeeds_for_30_minutes(alarms):
 
 
 def test_every_alarm_notifies_the_alert_topic(alarms):
-    assert len(alarms) == 3 + 6 + 1
+    assert len(alarms) == 2 + 3 + 1
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [TOPIC]
+        assert alarm["AlarmName"].startswith("terrific-totes-dev.")
         assert alarm["AlarmDescription"]
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a file's headings."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", markdown, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alarm_links_its_runbook_section(alarms):
+    anchors = github_anchors(RUNBOOKS.read_text())
+    for alarm in alarms.values():
+        name = alarm["AlarmName"].removeprefix("terrific-totes-dev.")
+        link = f"Runbook: docs/runbooks.md#{runbook_anchor(name)}"
+        assert alarm["AlarmDescription"].endswith(link)
+        assert runbook_anchor(name) in anchors, f"docs/runbooks.md has no section for {name}"
 
 
 def test_no_freshness_alarm_while_the_schedule_is_off(synths):
@@ -79,7 +113,7 @@ def test_dashboard_shows_runs_functions_and_pipeline_metrics(monitoring):
     text = json.dumps(body)
     for needle in (
         "ExecutionsStarted",
-        "ExecutionsFailed",
+        "ExecutionsFailed",  # on the dashboard, not an alarm
         "ExecutionTime",
         '"Errors"',
         '"Throttles"',

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,7 @@ VALUES = {
     "RetryIntervalSeconds": 7,
     "ExecutionTimeoutSeconds": 1800,
     "Region": "eu-west-2",
-    "RunbookUrl": "https://example.com/runbooks.md",
+    "RunbookUrl": "https://example.com/docs/runbooks.md",
 }
 # The Lambda tasks: the three stages, and the replay (the load function, rebuilding).
 LAMBDA_TASKS = {**{state: state for state in STAGE_STATES}, "Replay": "Load"}
@@ -271,3 +272,14 @@ def test_a_run_with_warnings_sends_one_warning_email(states: dict[str, dict]) ->
     for needed in ("$.extract.warnings", "$.transform.warnings", "$.load.warnings"):
         assert needed in message
     assert publish["Next"] == "Done"
+
+
+def test_every_runbook_link_in_the_emails_has_its_section(definition: dict) -> None:
+    runbooks = (Path(__file__).resolve().parents[2] / "docs" / "runbooks.md").read_text()
+    headings = re.findall(r"^#+\s+(.+?)\s*$", runbooks, re.MULTILINE)
+    anchors = {"#" + re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+    text = json.dumps(definition)
+    used = set(re.findall(r'"anchor": "(#[a-z-]+)"', text))
+    used |= set(re.findall(r"runbooks\.md(#[a-z-]+)", text))
+    assert len(used) >= 7
+    assert used <= anchors, used - anchors

@@ -21,6 +21,7 @@ from totes.local.psql import without_password
 from totes.pipeline.warehouse_views import VIEW_NAMES
 
 WAREHOUSE_DSN = "WAREHOUSE_DSN"
+ENV_FILE_VARIABLE = "TOTES_ENV_FILE"  # the `totes` command's (totes.local.cli)
 
 
 class WarehouseNotReadyError(RuntimeError):
@@ -28,11 +29,14 @@ class WarehouseNotReadyError(RuntimeError):
 
 
 def load_dotenv_file() -> Path | None:
-    """Read the nearest ``.env`` (this folder or a parent); set variables are kept."""
+    """Read ``$TOTES_ENV_FILE`` (as the ``totes`` command does; empty: none), else the
+    nearest ``.env`` (this folder or a parent: a kernel runs in ``notebooks/``). Variables
+    already set are kept."""
     from dotenv import find_dotenv, load_dotenv
 
-    found = find_dotenv(usecwd=True)
-    if not found:
+    named = os.environ.get(ENV_FILE_VARIABLE)
+    found = named if named is not None else find_dotenv(usecwd=True)
+    if not found or not Path(found).is_file():
         return None
     load_dotenv(found, override=False)
     return Path(found)

@@ -1,4 +1,11 @@
-"""The ``totes`` command line: seed and simulate ToteSys, run the pipeline, see the results."""
+"""The ``totes`` command line: seed and simulate ToteSys, run the pipeline, see the results.
+
+Settings not given as options come from the environment, and from a ``.env`` file in the
+working folder (``TOTES_ENV_FILE`` names another; empty: none), with the same names the
+Lambdas read: ``SOURCE_DSN``, ``WAREHOUSE_DSN``, ``LAKE`` (see totes.pipeline.config).
+A variable already set wins over the file. ``seed`` and ``simulate`` write to their
+database, so they take it only from ``--source-dsn``, never from the environment.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +17,41 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
+
+from dotenv import load_dotenv
 
 from totes.contract import STAGES
-from totes.local import environment
+from totes.local import environment, reconcile, status_cli
 from totes.local.demo import demo
+from totes.local.embedded_postgres import state_dir
 from totes.local.psql import run_psql
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
 from totes.pipeline.events import REPLAY_ALL
 from totes.pipeline.lake import Lake
+from totes.pipeline.redact import password_of, redact, redact_dsn
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
 from totes.totesys import seed, simulate
 from totes.totesys.database import read_only_dsn
 
 EXIT_FAILURE = 1
+ENV_FILE_VARIABLE = "TOTES_ENV_FILE"
+DSN_VARIABLES = ("SOURCE_DSN", "WAREHOUSE_DSN")
+
+
+def load_env_file() -> Path | None:
+    """Read ``.env`` (or ``$TOTES_ENV_FILE``) into the environment; the file read, if any."""
+    path = Path(os.environ.get(ENV_FILE_VARIABLE, ".env"))
+    if not str(path) or str(path) == "." or not path.is_file():
+        return None
+    load_dotenv(path, override=False)
+    return path
+
+
+def runs_dir() -> Path:
+    """Where local runs keep their reports for ``totes status``."""
+    return state_dir() / "runs"
 
 
 def _timestamp(value: str) -> datetime:
@@ -112,17 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     skip.add_argument("batch_id", help="the batch named in the alert")
     skip.add_argument("--reason", required=True, help="why (kept in the lake and warehouse)")
-    skip.add_argument("--lake", help="a folder, or s3://bucket[/prefix]; default: local")
+    skip.add_argument(
+        "--lake", help="a folder, or s3://bucket[/prefix]; default: $LAKE, else the local one"
+    )
     skip.set_defaults(handler=_skip)
+    status_cli.add_parser(commands)
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="compare the warehouse with ToteSys; exit 1 when they differ"
+    )
+    _add_source_dsn(reconcile_parser)
+    reconcile.add_arguments(reconcile_parser)
+    reconcile_parser.set_defaults(handler=_reconcile)
 
     psql = commands.add_parser(
         "psql",
         help="open the warehouse in psql (the embedded one runs for as long as psql does)",
     )
     psql.add_argument(
-        "--warehouse-dsn",
-        default=os.environ.get("WAREHOUSE_DSN"),
-        help="warehouse database; default: $WAREHOUSE_DSN, else the embedded one",
+        "--warehouse-dsn", help="warehouse database; default: $WAREHOUSE_DSN, else the embedded one"
     )
     psql.add_argument("-c", "--command", help="run this SQL and exit (as psql -c)")
     psql.add_argument(
@@ -133,10 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    _add_source_dsn(parser)
-    parser.add_argument("--warehouse-dsn", help="warehouse database; default: the embedded one")
     parser.add_argument(
-        "--lake", help="a folder, or s3://bucket[/prefix]; default: the local state folder"
+        "--source-dsn",
+        help="ToteSys database; default: $SOURCE_DSN, else the embedded PostgreSQL's 'totesys'",
+    )
+    parser.add_argument(
+        "--warehouse-dsn", help="warehouse database; default: $WAREHOUSE_DSN, else the embedded one"
+    )
+    parser.add_argument(
+        "--lake",
+        help="a folder, or s3://bucket[/prefix]; default: $LAKE, else the local state folder",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -159,19 +200,32 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake(args: argparse.Namespace) -> str:
+    return args.lake or os.environ.get("LAKE") or str(environment.lake_path())
+
+
 def _settings(args: argparse.Namespace, execution_input: dict) -> RunSettings:
-    """Where and how to run, from the options; ToteSys is read as the read-only role."""
-    source = args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+    """Where and how to run: options, else the environment (and .env), else the embedded
+    databases, where ToteSys is read as the read-only role."""
+    source = (
+        args.source_dsn
+        or os.environ.get("SOURCE_DSN")
+        or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+    )
+    lake = _lake(args)
     return RunSettings(
         source_dsn=source,
-        warehouse_dsn=args.warehouse_dsn or environment.warehouse_dsn(),
-        lake=args.lake or str(environment.lake_path()),
+        warehouse_dsn=(
+            args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
+        ),
+        lake=lake,
         fail_at=getattr(args, "fail_at", None),
         log_level=_log_level(args),
         execution_input=execution_input,
         # An s3:// lake given here is a real bucket: its requests go to S3, while the state
         # machine, the functions and the alert topic run locally on moto.
-        aws_s3=bool(args.lake and args.lake.startswith("s3://")),
+        aws_s3=lake.startswith("s3://"),
+        runs_dir=runs_dir(),
     )
 
 
@@ -182,7 +236,8 @@ def _execute(args: argparse.Namespace, execution_input: dict) -> int:
     if args.json:
         print(json.dumps(asdict(report), indent=2, sort_keys=True, default=str))
     else:
-        print(format_summary(report, settings.lake, settings.warehouse_dsn))
+        # Shown without its password (psql asks for it).
+        print(format_summary(report, settings.lake, redact_dsn(settings.warehouse_dsn)))
     if not report.succeeded:
         reason = report.alerts[0]["subject"] if report.alerts else "the execution failed"
         _say(f"error: {reason}")
@@ -198,7 +253,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _skip(args: argparse.Namespace) -> int:
-    lake = Lake.from_uri(args.lake or str(environment.lake_path()))
+    lake = Lake.from_uri(_lake(args))
     at = datetime.now(UTC).isoformat(timespec="seconds")
     record = lake.record_skip(args.batch_id, args.reason, by=getpass.getuser(), at=at)
     print(
@@ -208,10 +263,22 @@ def _skip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    """Only reads both databases (ToteSys by default as the read-only role `run` uses)."""
+    return reconcile.command(
+        args,
+        source_dsn=lambda: (
+            args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+        ),
+        warehouse_dsn=lambda: args.warehouse_dsn or environment.warehouse_dsn(),
+        say=_say,
+    )
+
+
 def _psql(args: argparse.Namespace) -> int:
     """psql's own exit code. The embedded server, started here if need be, stops when this
     process ends (unless another one, a notebook's kernel say, still uses it)."""
-    dsn = args.warehouse_dsn or environment.warehouse_dsn()
+    dsn = args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
     extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
     if args.command:
         extra = ["-c", args.command, *extra]
@@ -233,8 +300,16 @@ def _print_counts(title: str, counts: dict[str, int]) -> None:
         print(f"  {table:<{width}}  {rows:>10,}")
 
 
+def _passwords(args: argparse.Namespace) -> list[str | None]:
+    """The passwords of every DSN this command was given: an error line never shows them."""
+    given = [getattr(args, name, None) for name in ("source_dsn", "warehouse_dsn")]
+    given += [os.environ.get(name) for name in DSN_VARIABLES]
+    return [password_of(dsn) for dsn in given if dsn]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    load_env_file()
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -244,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             raise
-        _say(f"error: {type(exc).__name__}: {exc}")
+        _say(f"error: {type(exc).__name__}: {redact(str(exc), *_passwords(args))}")
         _say("(run again with --verbose for the full trace)")
         return EXIT_FAILURE
 

@@ -35,6 +35,7 @@ def demo(*, say: Callable[[str], None], log_level: str = "WARNING") -> int:
         warehouse_dsn=environment.warehouse_dsn(),
         lake=str(environment.lake_path()),
         log_level=log_level,
+        runs_dir=state_dir() / "runs",  # for `totes status`
     )
     say("Running the pipeline (the real state machine definition, on moto) ...")
     report = execute_pipeline(settings, progress=say)

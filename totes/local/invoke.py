@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from totes.contract import Names
+from totes.pipeline.redact import password_of, redact
 
 
 class InjectedFailure(Exception):
@@ -83,6 +84,8 @@ def make_invoke(
 ) -> Callable[..., bytes]:
     """A replacement for ``LambdaSimpleBackend.invoke`` that runs our handlers."""
     lock = threading.Lock()
+    # What a stage's error may echo and nobody may see: the passwords of the run's DSNs.
+    passwords = [password_of(v) for k, v in handler_environment.items() if k.endswith("_DSN")]
 
     def invoke(
         backend: Any,
@@ -109,11 +112,12 @@ def make_invoke(
                     raise InjectedFailure(f"failure injected into the {stage} stage (--fail-at)")
                 result = call_handler(stage, event, context)
             except Exception as exc:
-                progress(f"  {stage} failed: {type(exc).__name__}: {exc}")
+                message = redact(str(exc), *passwords)
+                progress(f"  {stage} failed: {type(exc).__name__}: {message}")
                 # What the Python runtime returns for an unhandled exception.
                 response_headers["x-amz-function-error"] = "Unhandled"
                 payload: Any = {
-                    "errorMessage": str(exc),
+                    "errorMessage": message,
                     "errorType": type(exc).__name__,
                     "requestId": context.aws_request_id,
                     "stackTrace": [],

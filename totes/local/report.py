@@ -20,6 +20,8 @@ class RunReport:
     transform: dict | None = None
     load: dict | None = None
     alerts: list[dict] = field(default_factory=list)  # {"subject", "message"} per email
+    started_at: str | None = None  # ISO 8601, UTC
+    stopped_at: str | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -22,8 +22,9 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import urlparse
@@ -78,6 +79,9 @@ class RunSettings:
     # An s3:// lake is the real S3 (moto passes S3 through, with the caller's credentials);
     # otherwise it is moto's S3, and must exist (tests create it inside their own mock).
     aws_s3: bool = False
+    # Where the run's report is kept for `totes status` (<runs_dir>/<execution>.json): moto's
+    # executions vanish with the process. None: not kept (tests).
+    runs_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.fail_at is not None and self.fail_at not in STAGES:
@@ -164,7 +168,18 @@ def execute_pipeline(
         _quiet_stage_logs(settings.log_level),
         _quiet_moto(),
     ):
-        return _run_once(settings, LOCAL_NAMES)
+        report = _run_once(settings, LOCAL_NAMES)
+    if settings.runs_dir is not None:
+        save_report(report, settings.runs_dir)
+    return report
+
+
+def save_report(report: RunReport, runs_dir: Path) -> Path:
+    """Keep one run's report as ``<runs_dir>/<execution>.json`` (read by ``totes status``)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path = runs_dir / f"{report.execution_name}.json"
+    path.write_text(json.dumps(asdict(report), indent=1, sort_keys=True, default=str))
+    return path
 
 
 def _lake_buckets(environment: Mapping[str, str]) -> list[str]:
@@ -267,7 +282,7 @@ def _run_once(settings: RunSettings, names: Names) -> RunReport:
             raise LocalExecutionError(f"execution {name} did not finish in time")
         time.sleep(POLL_SECONDS)
 
-    outputs = _stage_outputs(sfn, execution_arn, described)
+    outputs = stage_outputs(sfn, execution_arn, described)
     alerts = _sent_alerts(topic_arn)[already_sent:]
     if described["status"] != "SUCCEEDED" and not alerts:
         # Only the alert path ends in a failure by design: anything else is a fault of the
@@ -283,10 +298,17 @@ def _run_once(settings: RunSettings, names: Names) -> RunReport:
         transform=outputs.get("transform"),
         load=outputs.get("load"),
         alerts=alerts,
+        started_at=_iso(described.get("startDate")),
+        stopped_at=_iso(described.get("stopDate")),
     )
 
 
-def _history(sfn: Any, execution_arn: str) -> list[dict]:
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds") if moment else None
+
+
+def history(sfn: Any, execution_arn: str) -> list[dict]:
+    """Every event of one execution (paginated)."""
     events: list[dict] = []
     kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
     while True:
@@ -297,10 +319,10 @@ def _history(sfn: Any, execution_arn: str) -> list[dict]:
         kwargs["nextToken"] = page["nextToken"]
 
 
-def _stage_outputs(sfn: Any, execution_arn: str, described: dict) -> dict[str, dict]:
+def stage_outputs(sfn: Any, execution_arn: str, described: dict) -> dict[str, dict]:
     """Each stage's result, as the state machine recorded it ($.extract, $.transform, ...)."""
     outputs: dict[str, dict] = {}
-    for event in _history(sfn, execution_arn):
+    for event in history(sfn, execution_arn):
         details = event.get("stateExitedEventDetails")
         if not details:
             continue

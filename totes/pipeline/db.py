@@ -1,27 +1,106 @@
-"""Database connections, by libpq DSN; a connection failure is a retryable error."""
+"""Database connections, by libpq DSN.
+
+A connection that cannot be made raises one of two errors whose messages never hold the
+password (libpq and psycopg2 echo parts of the DSN: ``invalid dsn: ...``): a retryable
+``DatabaseUnavailableError`` (the state machine retries it by name), or ``InvalidDsnError``
+for a DSN that can never work. A DSN built from a secret whose password the server refuses
+is fetched again, once, and tried again: that is how a warm Lambda survives a rotation.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
 from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import parse_dsn
+
+from totes.pipeline.redact import password_of, redact
+from totes.pipeline.secrets import SecretDsn
+
+CONNECT_TIMEOUT_SECONDS = 10
+# libpq's words when the server refuses the credentials (password, SCRAM, PAM, IAM token).
+_AUTHENTICATION_FAILED = re.compile(r"authentication failed|password must be|no password", re.I)
 
 
 class DatabaseUnavailableError(Exception):
-    """The database could not be reached; worth retrying (the state machine does)."""
+    """The database could not be reached or refused us; worth retrying (the state machine
+    does, by this class name)."""
+
+
+class InvalidDsnError(ValueError):
+    """The DSN cannot be parsed: a configuration error, never retried."""
+
+
+def describe(dsn: str) -> str:
+    """Which database a DSN names, for messages: ``user@host:port/dbname``, no password."""
+    try:
+        parts = parse_dsn(str(dsn))
+    except psycopg2.Error:
+        return "(a malformed DSN)"
+    where = parts.get("host") or "localhost"
+    if parts.get("port"):
+        where += f":{parts['port']}"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return f"{user}{where}/{parts.get('dbname', '')}"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _open(dsn: str, application_name: str) -> Connection:
+    """One attempt; every failure becomes an error that names the database, not the password."""
+    failure: Exception
+    try:
+        return psycopg2.connect(
+            str(dsn), application_name=application_name, connect_timeout=CONNECT_TIMEOUT_SECONDS
+        )
+    except psycopg2.OperationalError as exc:
+        reason = redact(_first_line(exc), password_of(str(dsn)))
+        failure = DatabaseUnavailableError(
+            f"cannot connect to the database {describe(dsn)}: {reason}"
+        )
+    except psycopg2.Error as exc:
+        # "invalid dsn: missing "=" after "<a piece of the DSN>" ...": the quoted piece may be
+        # part of a password, so every quoted fragment goes.
+        reason = re.sub(r'"[^"]*"', '"…"', _first_line(exc))
+        failure = InvalidDsnError(
+            f"the database DSN is malformed ({redact(reason, password_of(str(dsn)))}): expected "
+            "key=value pairs (host=... dbname=...) or a postgresql:// URI"
+        )
+    # Raised outside the handler: psycopg2's error, which may quote the DSN, is not even
+    # kept as the new error's context.
+    raise failure
+
+
+def _is_authentication_failure(error: DatabaseUnavailableError) -> bool:
+    return bool(_AUTHENTICATION_FAILED.search(str(error)))
+
+
+def open_connection(dsn: str, *, application_name: str = "totes") -> Connection:
+    """A new connection; a secret's DSN refused for its credentials is fetched again once."""
+    try:
+        return _open(dsn, application_name)
+    except DatabaseUnavailableError as error:
+        if not (isinstance(dsn, SecretDsn) and _is_authentication_failure(error)):
+            raise
+        refused, secret_dsn = str(error), dsn
+    fresh = secret_dsn.refetch()
+    if str(fresh) == str(secret_dsn):
+        raise DatabaseUnavailableError(
+            f"{refused} (the secret {secret_dsn.secret_id} still holds the same credentials)"
+        )
+    return _open(fresh, application_name)
 
 
 @contextmanager
 def connect(dsn: str, *, application_name: str = "totes") -> Iterator[Connection]:
-    """A connection that is closed on exit; a connection failure raises a retryable error."""
-    try:
-        conn = psycopg2.connect(dsn, application_name=application_name, connect_timeout=10)
-    except psycopg2.OperationalError as exc:
-        # The message may echo the DSN's host but never its password.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailableError(f"cannot connect to the database: {first_line}") from None
+    """A connection that is closed on exit (see ``open_connection``)."""
+    conn = open_connection(dsn, application_name=application_name)
     try:
         yield conn
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:

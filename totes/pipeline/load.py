@@ -38,14 +38,8 @@ from totes.pipeline.db import connect
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
 from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
-from totes.pipeline.warehouse_ddl import (
-    BATCH_TABLE,
-    DELETED_TABLE,
-    WAITING_TABLE,
-    foreign_key_clause,
-    foreign_key_name,
-    warehouse_ddl,
-)
+from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
+from totes.pipeline.warehouse_ddl import foreign_key_clause, foreign_key_name, warehouse_ddl
 from totes.schema.warehouse import (
     TIME_FORMAT,
     WAREHOUSE_TABLE_NAMES,
@@ -137,6 +131,8 @@ def _stage(cur: Cursor, table: WarehouseTable, frame: pl.DataFrame) -> sql.Ident
         sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(staging, columns),
         buffer,
     )
+    if cur.rowcount != frame.height:  # the last hop's count: what the warehouse received
+        raise LoadError(f"{table.name}: COPY staged {cur.rowcount} rows of {frame.height}")
     return staging
 
 
@@ -305,7 +301,7 @@ def _mark_deletions(
     dimension rows exist: never deleted."""
     if table.source is None:  # dim_date: generated, not a copy of source rows
         return 0
-    key, register = sql.Identifier(table.key), sql.Identifier(DELETED_TABLE)
+    key, register = sql.Identifier(table.key), sql.Identifier(DELETION_TABLE)
     absent = sql.SQL("true")
     if staging is not None:
         cur.execute(
@@ -516,7 +512,7 @@ def load_batches(conn: Connection, lake: Lake, batch_ids: list[str] | None = Non
             if count:
                 summary.warnings.append(
                     f"{table}: {count} ids no longer exist in ToteSys (batch {batch_id});"
-                    f" marked in {DELETED_TABLE}"
+                    f" marked in {DELETION_TABLE}"
                 )
     summary.waiting = _waiting_now(conn)
     return summary
@@ -535,7 +531,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
     if table is None:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
-            names = [*WAREHOUSE_TABLE_NAMES, BATCH_TABLE, DELETED_TABLE, WAITING_TABLE]
+            names = [*WAREHOUSE_TABLE_NAMES, BATCH_TABLE, DELETION_TABLE, WAITING_TABLE]
             cur.execute(
                 sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
                     sql.SQL(", ").join(sql.Identifier(n) for n in names)
@@ -548,7 +544,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
     done = _BatchLoad()
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
-        for register in (DELETED_TABLE, WAITING_TABLE):
+        for register in (DELETION_TABLE, WAITING_TABLE):
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE table_name = %s").format(sql.Identifier(register)),
                 (table,),

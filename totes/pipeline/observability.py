@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from totes.contract import DURATION_METRIC, METRICS_NAMESPACE, ROW_METRICS
+from totes.pipeline.redact import redact
 
 SERVICE = "totes"
 # stderr: on Lambda it reaches CloudWatch the same; locally it keeps stdout for results.
@@ -63,8 +64,10 @@ def stage_handler(stage: str) -> Callable[[Callable[[dict], dict]], Callable[[di
             try:
                 result = fn(event)
             except Exception as exc:
+                # Redacted: whatever the error, a password it echoes never reaches the logs.
                 logger.error(
-                    "stage failed", extra={"error_type": type(exc).__name__, "error": str(exc)}
+                    "stage failed",
+                    extra={"error_type": type(exc).__name__, "error": redact(str(exc))},
                 )
                 raise
             seconds = time.monotonic() - started

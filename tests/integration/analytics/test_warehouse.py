@@ -19,7 +19,7 @@ from totes.analytics.warehouse import (
 @pytest.fixture
 def no_settings(monkeypatch, tmp_path):
     """A working folder without .env, and none of the variables set."""
-    for name in ("WAREHOUSE_DSN", "LAKE", "TOTES_STATE_DIR"):
+    for name in ("WAREHOUSE_DSN", "LAKE", "TOTES_STATE_DIR", "TOTES_ENV_FILE"):
         # Set, then removed: monkeypatch restores the original state (absent, say) even
         # after the code under test sets the variable itself.
         monkeypatch.setenv(name, "")
@@ -73,3 +73,13 @@ def test_without_settings_the_projects_state_folder_is_used_from_a_subfolder(no_
 def test_a_set_state_folder_wins(no_settings, monkeypatch):
     monkeypatch.setenv("TOTES_STATE_DIR", str(no_settings / "elsewhere"))
     assert use_project_state_dir() == no_settings / "elsewhere"
+
+
+def test_the_env_file_variable_names_the_file_as_for_the_totes_command(
+    no_settings, monkeypatch, generated
+):
+    settings = no_settings / "elsewhere.env"
+    settings.write_text(f"WAREHOUSE_DSN={generated.warehouse_dsn}\n")
+    (no_settings / ".env").write_text("WAREHOUSE_DSN=host=/nowhere dbname=wrong\n")
+    monkeypatch.setenv("TOTES_ENV_FILE", str(settings))
+    assert warehouse_dsn() == generated.warehouse_dsn

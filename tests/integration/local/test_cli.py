@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from totes.local import environment
+from tests.integration.conftest import wrong_password_dsn
+from tests.support.sql import execute
 from totes.local.cli import main
 from totes.local.psql import psql_command
-
-
-@pytest.fixture
-def state_dir(monkeypatch):
-    # World-readable: as root, the embedded PostgreSQL runs as the user 'pgserver'.
-    path = Path(tempfile.mkdtemp(prefix="totes-state-"))
-    path.chmod(0o755)
-    monkeypatch.setenv("TOTES_STATE_DIR", str(path))
-    monkeypatch.setattr(environment, "_server", None)
-    yield path
-    if environment._server is not None:
-        environment._server.stop()
+from totes.totesys.database import read_only_dsn
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -94,6 +83,8 @@ def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
     assert "SUCCEEDED" in out and "fact_sales_order" in out
     assert "Open the warehouse:\n  make psql" in out and "postgresql://" not in out
     assert "ingestion/sales_order/" in out and "processed/fact_sales_order/" in out
+    [first_run] = json.loads(run_cli(capsys, "status", "--json")[1])["executions"]
+    assert first_run["status"] == "SUCCEEDED" and first_run["loaded"]["fact_sales_order"] > 0
 
     code, out, err = run_cli(capsys, "demo")
     assert code == 0, err
@@ -160,3 +151,119 @@ def test_run_with_an_s3_lake_uses_the_real_bucket(capsys, s3_endpoint, totesys_d
     assert any(k.startswith("team/processed/fact_sales_order/") for k in keys)
     assert f"team/processed/_manifests/{batch_id}.json" in keys
     assert report["load"]["rows"]["fact_payment"] == report["extract"]["tables"]["payment"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # libpq would echo "secret-tail" (the password's second word) in its complaint.
+        lambda role: "host=db dbname=totesys password=hunter2-cli secret-tail",
+        lambda role: wrong_password_dsn(role, "hunter2-cli"),
+        lambda role: "host=127.0.0.1 port=1 dbname=totesys user=reader password=hunter2-cli",
+    ],
+    ids=["malformed-dsn", "wrong-password", "unreachable-host"],
+)
+def test_no_password_in_the_alert_email_the_progress_or_the_error_line(
+    capsys, password_role, warehouse_dsn, tmp_path, state_dir, source
+):
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--source-dsn", source(password_role),
+        "--warehouse-dsn", warehouse_dsn,
+        "--lake", str(tmp_path / "lake"),
+    )  # fmt: skip
+    assert code == 1
+    assert "Alert email that would have been sent" in out and "Stage:      Extract" in out
+    assert "  extract failed: " in err  # the progress line
+    assert err.strip().splitlines()[-1].startswith("error: Terrific Totes pipeline failed")
+    [kept] = (state_dir / "runs").glob("*.json")  # the report `totes status` reads
+    for shown in (out, err, kept.read_text()):
+        assert "hunter2-cli" not in shown and "secret-tail" not in shown
+
+
+def test_the_error_line_never_shows_a_password(capsys):
+    code, _, err = run_cli(
+        capsys, "seed", "--source-dsn", "postgresql://u:hunter2-seed@127.0.0.1:1/totesys"
+    )
+    assert code == 1
+    assert err.startswith("error: DatabaseUnavailableError: cannot connect to the database")
+    assert "hunter2-seed" not in err
+
+
+def test_settings_come_from_a_dotenv_file(
+    capsys, monkeypatch, tmp_path, totesys_dsn, warehouse_dsn
+):
+    env_file = tmp_path / "laptop.env"
+    env_file.write_text(
+        f"SOURCE_DSN={read_only_dsn(totesys_dsn, 'totes_reader')}\n"
+        f"WAREHOUSE_DSN='{warehouse_dsn}'\n"
+        f"LAKE={tmp_path / 'env-lake'}\n"
+    )
+    for name in ("SOURCE_DSN", "WAREHOUSE_DSN", "LAKE"):
+        monkeypatch.setenv(name, "restored-after-the-test")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TOTES_ENV_FILE", str(env_file))
+    code, out, err = run_cli(capsys, "run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["load"]["rows"]["fact_sales_order"] > 0
+    assert (tmp_path / "env-lake" / "ingestion" / "_manifests").is_dir()
+    # A variable already set wins over the file.
+    monkeypatch.setenv("LAKE", str(tmp_path / "set-lake"))
+    assert run_cli(capsys, "run", "--json")[0] == 0
+    assert (tmp_path / "set-lake" / "ingestion" / "_manifests").is_dir()
+
+
+def test_reconcile_exits_0_when_equal_and_1_naming_each_difference(
+    capsys, totesys_dsn, warehouse_dsn, tmp_path
+):
+    databases = ["--source-dsn", totesys_dsn, "--warehouse-dsn", warehouse_dsn]
+    code, _, err = run_cli(capsys, "run", *databases, "--lake", str(tmp_path / "lake"))
+    assert code == 0, err
+
+    code, out, err = run_cli(capsys, "reconcile", *databases)
+    assert code == 0, err
+    assert out.startswith("The warehouse matches ToteSys: no differences")
+    assert "fact_sales_order" in out and "total" in out
+    assert "dim_date: comparing" in err  # progress, table by table
+
+    execute(
+        totesys_dsn, "DELETE FROM payment WHERE payment_id = (SELECT max(payment_id) FROM payment)"
+    )
+    execute(warehouse_dsn, "UPDATE dim_staff SET first_name = '' WHERE staff_id = 1")
+    code, out, _ = run_cli(capsys, "reconcile", *databases)
+    assert code == 1
+    assert "2 differences in 2 of 11 tables" in out
+    assert "dim_staff: 1 difference\n" in out and "differing columns: first_name 1" in out
+    assert "id 1, first_name: ToteSys '" in out and "warehouse ''" in out
+    assert "fact_payment: 1 difference\n" in out and "unmarked_deletion" in out
+    assert "unmarked_deletion: in the warehouse, gone from ToteSys" in out  # the legend
+
+    code, out, _ = run_cli(capsys, "reconcile", *databases, "--table", "dim_staff", "--json")
+    found = json.loads(out)
+    assert code == 1 and found["differences"] == 1 and list(found["by_table"]) == ["dim_staff"]
+    (example,) = found["by_table"]["dim_staff"]["examples"]
+    assert example["column"] == "first_name" and example["warehouse"] == ""
+
+
+def test_reconcile_exits_2_on_error_without_showing_the_password(capsys, tmp_path, empty_db):
+    bad = f"host={tmp_path} dbname=nowhere user=nobody password=s3cret"
+    code, out, err = run_cli(capsys, "reconcile", "--source-dsn", empty_db, "--warehouse-dsn", bad)
+    assert code == 2 and out == ""
+    assert err.splitlines()[0].startswith("error: DatabaseUnavailableError")
+    assert "s3cret" not in err
+
+    code, _, err = run_cli(
+        capsys, "reconcile", "--source-dsn", empty_db, "--warehouse-dsn", empty_db
+    )
+    assert code == 2
+    assert "the warehouse has no table" in err
+
+
+def test_reconcile_defaults_to_the_embedded_databases(capsys, state_dir):
+    assert run_cli(capsys, "seed", "--scale", "0.01")[0] == 0
+    assert run_cli(capsys, "run")[0] == 0
+
+    code, out, err = run_cli(capsys, "reconcile", "--table", "fact_payment")
+    assert code == 0, err
+    assert "The warehouse matches ToteSys" in out

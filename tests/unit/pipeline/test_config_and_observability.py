@@ -6,10 +6,12 @@ import json
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from totes.pipeline import config, secrets
+from totes.pipeline import config
 from totes.pipeline.observability import stage_handler
+from totes.pipeline.tls import RDS_CA_BUNDLE
 
 
 @pytest.fixture
@@ -17,10 +19,10 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    secrets.dsn_from_secret.cache_clear()
+    parameters.clear_caches()
     with mock_aws():
         yield boto3.client("secretsmanager")
-    secrets.dsn_from_secret.cache_clear()
+    parameters.clear_caches()
 
 
 def test_a_secret_in_the_rds_shape_becomes_a_dsn(aws, monkeypatch):
@@ -43,16 +45,19 @@ def test_a_secret_in_the_rds_shape_becomes_a_dsn(aws, monkeypatch):
         "dbname": "totesys",
         "user": "reader",
         "password": "it's s3cret\\",
+        "sslmode": "verify-full",
+        "sslrootcert": str(RDS_CA_BUNDLE),
     }
 
 
-def test_a_secret_may_hold_a_dsn_and_is_fetched_once(aws, monkeypatch):
-    arn = aws.create_secret(Name="totes/wh", SecretString='{"dsn": "dbname=wh"}')["ARN"]
+def test_a_secret_may_hold_a_dsn_and_is_cached(aws, monkeypatch):
+    arn = aws.create_secret(Name="totes/wh", SecretString='{"dsn": "dbname=wh sslmode=disable"}')
     monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
-    monkeypatch.setenv("WAREHOUSE_DB_SECRET_ARN", arn)
-    assert config.warehouse_dsn_from_env() == "dbname=wh"
-    aws.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
-    assert config.warehouse_dsn_from_env() == "dbname=wh"  # cached for the warm container
+    monkeypatch.setenv("WAREHOUSE_DB_SECRET_ARN", arn["ARN"])
+    assert config.warehouse_dsn_from_env() == "dbname=wh sslmode=disable"
+    aws.delete_secret(SecretId=arn["ARN"], ForceDeleteWithoutRecovery=True)
+    # Within its time limit (totes.pipeline.secrets.SECRET_MAX_AGE_SECONDS) from the cache.
+    assert config.warehouse_dsn_from_env() == "dbname=wh sslmode=disable"
 
 
 def test_the_lake_comes_from_a_uri_or_two_buckets(monkeypatch):

@@ -1,0 +1,126 @@
+"""Connections: a rotated password is fetched again, and no password is ever shown.
+
+``password_role`` (tests/integration/conftest.py) is a login that must give its password,
+so that a wrong or rotated password is refused the way RDS refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+from psycopg2 import sql
+from psycopg2.extensions import parse_dsn
+
+from tests.integration.conftest import PASSWORD_ROLE, admin_sql, wrong_password_dsn
+from totes.pipeline.db import DatabaseUnavailableError, InvalidDsnError, connect
+from totes.pipeline.observability import stage_handler
+from totes.pipeline.secrets import dsn_from_secret
+
+PASSWORDS = ("first-Passw0rd", "second-Passw0rd", "third-Passw0rd")
+
+
+def set_password(pg_server, password: str) -> None:
+    admin_sql(
+        pg_server,
+        sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(PASSWORD_ROLE)),
+        (password,),
+    )
+
+
+@pytest.fixture
+def secretsmanager(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    parameters.clear_caches()
+    with mock_aws():
+        yield boto3.client("secretsmanager")
+    parameters.clear_caches()
+
+
+def test_a_warm_container_survives_a_rotation(pg_server, password_role, secretsmanager):
+    set_password(pg_server, PASSWORDS[0])
+    arn = secretsmanager.create_secret(Name="totes/db", SecretString=json.dumps(password_role))[
+        "ARN"
+    ]
+    cached = dsn_from_secret(arn)  # a warm container's DSN (its defaults: verify-full TLS)
+    assert parse_dsn(cached)["sslmode"] == "verify-full"
+    with connect(cached) as conn:
+        assert conn.info.user == PASSWORD_ROLE
+
+    # The rotation: the database and the secret get a new password; the cache is stale.
+    set_password(pg_server, PASSWORDS[1])
+    secretsmanager.put_secret_value(
+        SecretId=arn, SecretString=json.dumps({**password_role, "password": PASSWORDS[1]})
+    )
+    assert parse_dsn(dsn_from_secret(arn))["password"] == PASSWORDS[0]  # still cached
+    with connect(dsn_from_secret(arn)) as conn:  # refused, fetched again, connected
+        assert conn.info.user == PASSWORD_ROLE
+    assert parse_dsn(dsn_from_secret(arn))["password"] == PASSWORDS[1]  # and cached anew
+
+
+def test_a_password_the_secret_does_not_have_yet_fails_without_showing_it(
+    pg_server, password_role, secretsmanager
+):
+    set_password(pg_server, PASSWORDS[2])  # mid-rotation: the database is ahead of the secret
+    arn = secretsmanager.create_secret(Name="totes/db2", SecretString=json.dumps(password_role))[
+        "ARN"
+    ]
+    with pytest.raises(DatabaseUnavailableError, match="still holds the same") as caught:
+        connect(dsn_from_secret(arn)).__enter__()
+    assert "password authentication failed" in str(caught.value)
+    assert PASSWORDS[0] not in str(caught.value) and PASSWORDS[2] not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("make_dsn", "error", "expected"),
+    [
+        # libpq echoes a piece of a malformed DSN: here, the second word of the password.
+        (
+            lambda role: "host=db dbname=wh password=hunter2-wrong secret-tail",
+            InvalidDsnError,
+            "malformed",
+        ),
+        (
+            lambda role: "postgresql://u:hunter2-wrong@db:notaport/wh",
+            DatabaseUnavailableError,
+            "port",
+        ),
+        (
+            lambda role: wrong_password_dsn(role, "hunter2-wrong"),
+            DatabaseUnavailableError,
+            "password authentication failed",
+        ),
+        (
+            lambda role: "host=127.0.0.1 port=1 dbname=wh user=u password=hunter2-wrong",
+            DatabaseUnavailableError,
+            "u@127.0.0.1:1/wh",
+        ),
+    ],
+    ids=["malformed-dsn", "malformed-uri", "wrong-password", "unreachable-host"],
+)
+def test_no_connection_error_shows_the_password(
+    password_role, caplog, monkeypatch, make_dsn, error, expected
+):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    dsn = make_dsn(password_role)
+
+    @stage_handler("load")
+    def handler(event: dict) -> dict:
+        with connect(dsn):
+            return {}
+
+    with pytest.raises(error) as caught:
+        handler({}, None)
+    shown = (
+        f"{caught.value} {caught.value!r} {caught.value.__cause__!r} {caught.value.__context__!r}"
+    )
+    assert expected in str(caught.value)
+    assert "hunter2-wrong" not in shown and "secret-tail" not in shown
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "stage failed" in logged
+    assert "hunter2-wrong" not in logged and "secret-tail" not in logged
