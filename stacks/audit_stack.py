@@ -32,9 +32,10 @@ from stacks.functions_stack import (
     LAMBDA_ARCHITECTURE,
     POWERTOOLS_ENVIRONMENT,
     RUNTIME,
-    _import_secret,
-    _network,
-    _read_secret,
+    acknowledge_runtime,
+    import_secret,
+    network_placement,
+    read_secret,
     retention,
 )
 from stacks.nag_acknowledgments import Reason, acknowledge
@@ -62,8 +63,8 @@ class AuditStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         name = config.names.audit_function
-        source_secret = _import_secret(self, "SourceDbSecret", config.source_db_secret)
-        warehouse_secret = _import_secret(self, "WarehouseDbSecret", config.warehouse_db_secret)
+        source_secret = import_secret(self, "SourceDbSecret", config.source_db_secret)
+        warehouse_secret = import_secret(self, "WarehouseDbSecret", config.warehouse_db_secret)
 
         self.log_group = logs.LogGroup(
             self,
@@ -84,8 +85,8 @@ class AuditStack(Stack):
                 resources=[self.log_group.log_group_arn],
             )
         )
-        role.add_to_policy(_read_secret(source_secret))
-        role.add_to_policy(_read_secret(warehouse_secret))
+        role.add_to_policy(read_secret(source_secret))
+        role.add_to_policy(read_secret(warehouse_secret))
         if config.in_vpc:
             role.add_managed_policy(
                 iam.ManagedPolicy.from_aws_managed_policy_name(
@@ -119,8 +120,9 @@ class AuditStack(Stack):
                 "WAREHOUSE_DB_SECRET_ARN": warehouse_secret.secret_arn,
             },
             retry_attempts=0,  # async invocations: the next scheduled audit is the retry
-            **_network(self, config),
+            **network_placement(self, config),
         )
+        acknowledge_runtime(self.function)
 
         self.schedule = scheduler.Schedule(
             self,

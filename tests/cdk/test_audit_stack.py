@@ -115,13 +115,19 @@ def test_a_failed_audit_alarms_too(alarms):
     assert len(alarms) == 2
 
 
-def test_no_broad_action_and_nothing_acknowledged(audit):
+def test_no_broad_action_and_only_the_runtime_acknowledged(audit):
     for policy in resources(audit, "AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"]
             for action in actions if isinstance(actions, list) else [actions]:
                 assert not action.endswith("*"), action
-    assert "cdk_nag" not in json.dumps(audit)
+    acknowledged = {
+        rule["id"]
+        for resource in audit["Resources"].values()
+        for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    }
+    # The functions run the Python the tests run on (see stacks/functions_stack.py).
+    assert acknowledged <= {"AwsSolutions-L1"}
 
 
 def test_in_a_vpc_it_runs_where_the_databases_are(synths):
