@@ -131,3 +131,14 @@ def test_analysts_may_query_read_the_tables_and_write_results_only(analytics):
         "arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/"
         "terrific-totes-dev-analysts",
     ) in allowed
+
+
+def test_another_environment_gets_its_own_database_workgroup_and_policy(synths):
+    prod = synths.prod.template("Analytics")
+    _, database = one(prod, "AWS::Glue::Database")
+    assert database["Properties"]["DatabaseInput"]["Name"] == "terrific_totes_prod"
+    assert {t["DatabaseName"] for t in glue_tables(prod).values()} == {"terrific_totes_prod"}
+    _, workgroup = one(prod, "AWS::Athena::WorkGroup")
+    assert workgroup["Properties"]["Name"] == "terrific-totes-prod-analysts"
+    _, policy = one(prod, "AWS::IAM::ManagedPolicy")
+    assert policy["Properties"]["ManagedPolicyName"] == "terrific-totes-prod-analyst-query"

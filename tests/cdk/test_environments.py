@@ -9,7 +9,7 @@ import pytest
 
 from tests.cdk.cfn import render
 
-STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring", "Audit")
+STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring", "Audit", "Analytics")
 # The properties that name a resource in the account (two deployments must not share one).
 NAME_PROPERTIES = (
     "BucketName",
