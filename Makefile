@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
+# One test worker per core (pytest-xdist); the CDK tests stay together on one of them.
+PARALLEL := -n auto --dist loadgroup
+
 .DEFAULT_GOAL := help
 .PHONY: help all create-environment requirements dev-setup run psql notebook pictures \
         test test-unit test-integration test-cdk lint format security audit lock \
@@ -68,13 +71,13 @@ pictures: $(NOTEBOOK_STAMP) ## Draw the README's plots (docs/images/*.png) from 
 	$(BIN)/python -m totes.analytics.pictures --out docs/images
 
 test: requirements $(NOTEBOOK_STAMP) layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PARALLEL)
 
 test-unit: requirements $(NOTEBOOK_STAMP) ## Fast tier: no database, no CDK
 	$(BIN)/pytest -q tests/unit
 
 test-integration: requirements $(NOTEBOOK_STAMP) ## Embedded PostgreSQL, moto, the real state machine
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q $(PARALLEL) tests/integration
 
 test-cdk: requirements layer-setup ## Synthesise the CDK app and assert on the templates
 	$(BIN)/pytest -q tests/cdk
@@ -104,7 +107,7 @@ rds-ca-bundle: node_modules/.bin/cdk ## Refresh totes/pipeline/certs/rds-ca-bund
 	$(BIN)/python scripts/rds_ca_bundle.py
 
 coverage: requirements $(NOTEBOOK_STAMP) layer-setup ## Tests with a coverage report; fails under 90%
-	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=90
+	$(BIN)/pytest -q $(PARALLEL) --cov --cov-report=term --cov-fail-under=90
 
 run-checks: lint security audit coverage ## Lint, security lint, dependency audit, tests with coverage
 
