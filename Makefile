@@ -93,7 +93,7 @@ soak: requirements ## A long soak: the business moves on, random faults, then wa
 
 SCALE ?= 10
 bench: requirements ## Per-stage time, rows/s and peak memory beside the COPY floor (SCALE=10)
-	$(BIN)/python -m totes.bench --scale $(SCALE)
+	$(BIN)/python -m totes.local.bench --scale $(SCALE) $(BENCH_FLAGS)
 
 clean: ## Remove the venv, caches, build output and the local state (databases, lake)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov cdk.out build .state
