@@ -51,7 +51,8 @@ print(json.dumps({"result": result, "peak_kib": peak_kib}))
 # One warm run: the handlers imported first (a warm Lambda has them), then timed in turn.
 _RUN_CODE = """
 import importlib, json, time
-handlers = {s: importlib.import_module(f"lambdas.{s}").handler for s in ("extract", "transform", "load")}
+stages = ("extract", "transform", "load")
+handlers = {s: importlib.import_module(f"lambdas.{s}").handler for s in stages}
 timings, results = {}, {}
 for stage, handler in handlers.items():
     started = time.perf_counter()
