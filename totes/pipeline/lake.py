@@ -17,6 +17,8 @@ processed/                                   (transform writes, load reads)
     <table>/<yyyy>/<mm>/<dd>/<batch_id>.parquet   one Parquet per warehouse table per batch
                                              (or per part: <batch_id>.p00001.parquet ...)
     _manifests/<batch_id>.json               written after every Parquet file of the batch
+    _units/<batch_id>/<unit>.json            what one unit of a big batch wrote, when the
+                                             state machine fans the transform out (Map)
     _quarantine/<source_table>/<yyyy>/<mm>/<dd>/<batch_id>.csv
                                              source rows the transform set aside, each with
                                              its row, column, value and reason
@@ -43,6 +45,7 @@ MANIFESTS = "_manifests/"
 CHECKSUMS = "_checksums/"
 SKIPPED = "_skipped/"
 QUARANTINE = "_quarantine/"
+UNITS = "_units/"
 _BATCH_ID = re.compile(r"^\d{8}T\d{12}Z$")
 
 
@@ -89,6 +92,10 @@ def checksums_key(table: str, batch_id: str) -> str:
 
 def skip_key(batch_id: str) -> str:
     return f"{SKIPPED}{check_batch_id(batch_id)}.json"
+
+
+def unit_result_key(batch_id: str, unit: int) -> str:
+    return f"{UNITS}{check_batch_id(batch_id)}/{int(unit):05d}.json"
 
 
 def quarantine_key(source_table: str, batch_id: str) -> str:

@@ -42,6 +42,7 @@ from totes.pipeline.lake import (
     manifest_key,
     parquet_key,
     quarantine_key,
+    unit_result_key,
 )
 from totes.pipeline.remodel import (
     STATE_TABLES,
@@ -437,14 +438,60 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
 
     Else remodel the batch unit by unit (the small tables together, then every part of
     the others: memory holds one part at a time), write one Parquet per warehouse table
-    and unit that has rows, the rows set aside, then the ProcessedManifest LAST.
+    and unit that has rows, the rows set aside, then the ProcessedManifest LAST. A unit
+    that a fanned-out call already did (its result is in the lake) is not done again.
     """
     check_batch_id(batch_id)
     if lake.processed.exists(manifest_key(batch_id)):
         return lake.processed_manifest(batch_id)
     count = len(units(lake.ingestion_manifest(batch_id)))
-    results = [transform_unit(lake, batch_id, index) for index in range(count)]
+    results = [_unit_result(lake, batch_id, index) for index in range(count)]
     return finish_batch(lake, batch_id, results)
+
+
+def _unit_result(lake: Lake, batch_id: str, index: int) -> UnitResult:
+    try:
+        return UnitResult.from_json(lake.processed.get(unit_result_key(batch_id, index)))
+    except FileNotFoundError:
+        return transform_unit(lake, batch_id, index)
+
+
+def run_transform_unit(lake: Lake, batch_id: str, index: int) -> dict:
+    """One unit of a big batch, in its own call (a Map iteration): its Parquet parts and
+    its result, kept in the lake (write-once) for the call that finishes the batch."""
+    check_batch_id(batch_id)
+    key = unit_result_key(batch_id, index)
+    if lake.processed.exists(manifest_key(batch_id)) or lake.processed.exists(key):
+        return {"batch_id": batch_id, "unit": index, "done_before": True}
+    result = transform_unit(lake, batch_id, index)
+    lake.processed.put_new(key, result.to_json())
+    return {
+        "batch_id": batch_id,
+        "unit": index,
+        "wrote": {name: part.rows for name, part in result.outputs.items()},
+    }
+
+
+# At most this many units are listed for a fan-out (the state's size is capped at
+# 256 KiB); units beyond are done by the call that finishes their batch.
+MAX_PLANNED_UNITS = 1000
+
+
+def plan_transform(lake: Lake, batch_ids: list[str] | None = None) -> list[dict]:
+    """The units a fan-out should do: every unit not yet done of every pending batch that
+    has more than one (a small batch takes the short path: one call does it whole)."""
+    skipped = lake.skipped()
+    if batch_ids is None:
+        batch_ids = lake.untransformed_batches()[:MAX_BATCHES_PER_RUN]
+    planned = [
+        {"batch_id": batch_id, "unit": index}
+        for batch_id in sorted(set(batch_ids) - set(skipped))
+        if not lake.processed.exists(manifest_key(batch_id))
+        and (count := len(units(lake.ingestion_manifest(batch_id)))) > 1
+        for index in range(count)
+        if not lake.processed.exists(unit_result_key(batch_id, index))
+    ]
+    return planned[:MAX_PLANNED_UNITS]
 
 
 def transform_batches(lake: Lake, batch_ids: list[str] | None = None) -> list[ProcessedManifest]:
@@ -456,8 +503,22 @@ def transform_batches(lake: Lake, batch_ids: list[str] | None = None) -> list[Pr
     return [transform_batch(lake, b) for b in sorted(set(batch_ids)) if b not in skipped]
 
 
-def run_transform(lake: Lake, batch_ids: list[str] | None = None) -> dict:
-    """The transform stage: what its handler returns to the state machine."""
+def run_transform(lake: Lake, batch_ids: list[str] | None = None, *, fan_out: bool = False) -> dict:
+    """The transform stage: what its handler returns to the state machine.
+
+    With ``fan_out``, a pending batch too big for one call (more than one unit) is not
+    done here: the result lists the units for the state machine's Map instead, and a
+    later call (without ``fan_out``) finishes every batch, taking the units the Map did.
+    """
+    if fan_out and (planned := plan_transform(lake, batch_ids)):
+        return {
+            "batch_ids": [],
+            "rows": {},
+            "quarantined": {},
+            "warnings": "",
+            "fan_out": True,
+            "units": planned,
+        }
     manifests = transform_batches(lake, batch_ids)
     rows: dict[str, int] = {}
     quarantined: dict[str, int] = {}
@@ -471,4 +532,6 @@ def run_transform(lake: Lake, batch_ids: list[str] | None = None) -> dict:
         "rows": rows,
         "quarantined": quarantined,
         "warnings": "\n".join(line for m in manifests for line in m.warnings),
+        "fan_out": False,
+        "units": [],
     }
