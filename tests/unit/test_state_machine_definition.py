@@ -44,7 +44,13 @@ VALUES = {
 LAMBDA_TASKS = {**{state: state for state in STAGE_STATES}, "Replay": "Load"}
 # The transform's fan-out: its plan (top level) and its Map (whose iterations are Tasks of
 # their own), both calling the transform function and caught into its alert path.
-FAN_OUT_TASKS = {"Transform: finish": "Transform", "Transform parts": "Transform"}
+FAN_OUT_TASKS = {
+    "Transform: finish": "Transform",
+    "Transform parts": "Transform",
+    "Load: merge": "Load",
+    "Stage parts": "Load",
+}
+MAPS = {"Transform parts": "Transform", "Stage parts": "Load"}
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +128,14 @@ def test_the_lambda_tasks_are_the_three_stages(states: dict[str, dict]) -> None:
         for name, state in states.items()
         if state["Type"] == "Task" and state["Resource"] == "arn:aws:states:::lambda:invoke"
     }
-    assert lambda_tasks == set(LAMBDA_TASKS) | {"Transform: finish"}
+    assert lambda_tasks == set(LAMBDA_TASKS) | {"Transform: finish", "Load: merge"}
     for name, stage in {**LAMBDA_TASKS, **FAN_OUT_TASKS}.items():
-        if name != "Transform parts":
+        if name not in MAPS:
             assert states[name]["Parameters"]["FunctionName"] == VALUES[f"{stage}FunctionArn"]
 
 
-def _unit_task(states: dict[str, dict]) -> dict:
-    processor = states["Transform parts"]["ItemProcessor"]
+def _unit_task(states: dict[str, dict], name: str = "Transform parts") -> dict:
+    processor = states[name]["ItemProcessor"]
     assert processor["ProcessorConfig"] == {"Mode": "INLINE"}
     return processor["States"][processor["StartAt"]]
 
@@ -163,7 +169,29 @@ def test_the_transform_fans_out_over_units_with_bounded_concurrency(
     assert retrier == states["Transform"]["Retry"][0]
 
 
-@pytest.mark.parametrize("name", [*LAMBDA_TASKS, "Transform: finish"])
+def test_the_load_stages_big_batches_in_parallel_then_merges_each_in_one_call(
+    states: dict[str, dict],
+) -> None:
+    load = states["Load"]
+    assert load["Parameters"]["Payload"] == {"fan_out": True}
+    assert load["Next"] == "Fan out the load?"
+    (fan_out,) = states["Fan out the load?"]["Choices"]
+    assert fan_out == {"Variable": "$.load.fan_out", "BooleanEquals": True, "Next": "Stage parts"}
+    assert states["Fan out the load?"]["Default"] == "Anything to report?"  # the short path
+    mapped = states["Stage parts"]
+    assert mapped["ItemsPath"] == "$.load.parts"
+    assert 1 <= mapped["MaxConcurrency"] <= 4  # warehouse sessions at once
+    assert mapped["ResultPath"] is None
+    assert mapped["Next"] == "Load: merge"
+    merge = states["Load: merge"]
+    assert merge["Parameters"]["Payload"] == {}  # one transaction per batch, as ever
+    assert merge["ResultPath"] == "$.load" and merge["Next"] == "Anything to report?"
+    task = _unit_task(states, "Stage parts")
+    assert task["Parameters"]["FunctionName"] == VALUES["LoadFunctionArn"]
+    assert task["Retry"] == load["Retry"]  # the database's unavailability included
+
+
+@pytest.mark.parametrize("name", [*LAMBDA_TASKS, "Transform: finish", "Load: merge"])
 def test_each_stage_has_the_same_retry_policy(states: dict[str, dict], name: str) -> None:
     (retrier,) = states[name]["Retry"]
     errors = set(retrier["ErrorEquals"])
@@ -225,9 +253,14 @@ def test_success_paths_never_touch_the_alert(definition: dict, states: dict[str,
 
     paths = normal_paths(definition["StartAt"])
     transform = ("Read input", "Replay?", "Extract", "Transform", "Fan out the transform?")
+    loads = [
+        ("Load", "Fan out the load?"),
+        ("Load", "Fan out the load?", "Stage parts", "Load: merge"),
+    ]
     runs = [
-        (*transform, "Load", "Anything to report?"),
-        (*transform, "Transform parts", "Transform: finish", "Load", "Anything to report?"),
+        (*transform, *middle, *load, "Anything to report?")
+        for middle in ((), ("Transform parts", "Transform: finish"))
+        for load in loads
     ]
     replay = (
         "Read input", "Replay?", "Replay: nothing extracted", "Replay",

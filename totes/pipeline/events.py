@@ -79,3 +79,20 @@ def unit_from(event: dict) -> tuple[str, int] | None:
         return check_batch_id(batch_id), unit
     except LakeError as exc:
         raise InvalidInputError(str(exc)) from None
+
+
+def part_from(event: dict) -> tuple[str, str, int] | None:
+    """``{"batch_id": ..., "table": ..., "part": n}``: one part of one warehouse table of
+    one batch, to stage (a Map iteration); the load checks the table against the schema."""
+    raw = _dict(event)
+    if "part" not in raw:
+        return None
+    part, table, batch_id = raw["part"], raw.get("table"), raw.get("batch_id")
+    if not isinstance(part, int) or isinstance(part, bool) or part < 0:
+        raise InvalidInputError(f"'part' must be a whole number >= 0, got {part!r:.100}")
+    if not isinstance(table, str):
+        raise InvalidInputError(f"'table' must name a warehouse table, got {table!r:.100}")
+    try:
+        return check_batch_id(batch_id), table, part
+    except LakeError as exc:
+        raise InvalidInputError(str(exc)) from None

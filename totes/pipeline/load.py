@@ -49,6 +49,7 @@ from totes.pipeline.load_bulk import (
     is_empty,
     is_small_beside,
 )
+from totes.pipeline.load_stage import clear_staged, stage_part, staged_parts, take_staged
 from totes.pipeline.warehouse_ddl import (
     BATCH_TABLE,
     DELETED_TABLE,
@@ -131,9 +132,12 @@ def _read_parquet(lake: Lake, output: Part, table: WarehouseTable) -> pl.DataFra
     return frame
 
 
-def _stage(cur: Cursor, lake: Lake, output: TableOutput, table: WarehouseTable) -> sql.Identifier:
-    """COPY every part of the table's rows into a temporary staging table, one part at a
-    time (memory holds one part)."""
+def _stage(
+    cur: Cursor, lake: Lake, output: TableOutput, table: WarehouseTable, batch_id: str
+) -> sql.Identifier:
+    """Every part of the table's rows in a temporary staging table: taken from what a
+    fan-out staged (load_stage), or COPYed from each Parquet part in turn (memory holds
+    one part)."""
     staging = sql.Identifier(f"stage_{table.name}")
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
@@ -142,6 +146,8 @@ def _stage(cur: Cursor, lake: Lake, output: TableOutput, table: WarehouseTable) 
             staging, columns, sql.Identifier(table.name)
         )
     )
+    if take_staged(cur, batch_id, table, output, staging):
+        return staging
     for part in output.files:
         buffer = io.BytesIO()
         # null -> empty field, empty string -> "": COPY keeps them apart.
@@ -376,7 +382,7 @@ def _load_table(
     was_empty = False
     if output.key is not None:
         try:
-            staging = _stage(cur, lake, output, table)
+            staging = _stage(cur, lake, output, table, batch_id)
             big = output.rows >= BULK_CHECK_ROWS and is_small_beside(
                 cur, table, output.rows * BULK_SHARE
             )
@@ -481,6 +487,7 @@ def _load_manifest(cur: Cursor, lake: Lake, manifest: ProcessedManifest) -> _Bat
         if table.kind == "fact":
             done.delivered[table.name] = _deliver_waiting(cur, table)
     _record(cur, manifest.batch_id, done.rows, "loaded", None)
+    clear_staged(cur, manifest.batch_id, list(WAREHOUSE_TABLES))
     return done
 
 
@@ -616,19 +623,73 @@ def _load_all(lake: Lake, cur: Cursor) -> LoadSummary:
     return summary
 
 
+# At most this many parts are listed for one fan-out (state data is capped at 256 KiB);
+# parts beyond are read by the merge itself.
+MAX_PLANNED_PARTS = 1000
+
+
+def plan_load(conn: Connection, lake: Lake, batch_ids: list[str] | None = None) -> list[dict]:
+    """The parts a fan-out should stage: every part not yet staged of every pending batch
+    that has a table in more than one part (a small batch takes the short path)."""
+    if batch_ids is None:
+        batch_ids = pending_batches(conn, lake)[:MAX_BATCHES_PER_RUN]
+    planned: list[dict] = []
+    with conn, conn.cursor() as cur:
+        for batch_id in sorted(set(batch_ids)):
+            tables = lake.processed_manifest(batch_id).tables
+            if all(len(output.files) <= 1 for output in tables.values()):
+                continue
+            staged = staged_parts(cur, batch_id)
+            planned += [
+                {"batch_id": batch_id, "table": name, "part": index}
+                for name, output in tables.items()
+                for index, part in enumerate(output.files)
+                if staged.get((name, index)) != part.rows
+            ]
+    return planned[:MAX_PLANNED_PARTS]
+
+
+def run_stage_part(lake: Lake, warehouse_dsn: str, batch_id: str, table: str, part: int) -> dict:
+    """One part of a big batch staged for the merge, in its own call (a Map iteration)."""
+    with connect(warehouse_dsn, application_name="totes-load-stage") as conn:
+        ensure_warehouse(conn)
+        rows = stage_part(conn, lake, batch_id, table, part, _read_parquet)
+    return {"batch_id": batch_id, "table": table, "part": part, "staged": rows}
+
+
 def run_load(
     lake: Lake,
     warehouse_dsn: str,
     batch_ids: list[str] | None = None,
     replay_what: str | None = None,
+    *,
+    fan_out: bool = False,
 ) -> dict:
-    """The load stage: what its handler returns to the state machine."""
+    """The load stage: what its handler returns to the state machine.
+
+    With ``fan_out``, if a pending batch is in parts, nothing is loaded: the result lists
+    the parts for the state machine's Map to stage, and a later call (without
+    ``fan_out``) merges every batch, each in one transaction, taking what was staged.
+    """
     if replay_what not in (None, REPLAY_ALL, *WAREHOUSE_TABLE_NAMES):
         raise InvalidInputError(
             f"'replay' must be \"all\" or one of {', '.join(WAREHOUSE_TABLE_NAMES)};"
             f" got {replay_what!r:.100}"
         )
     with connect(warehouse_dsn, application_name="totes-load") as conn:
+        if fan_out and replay_what is None:
+            ensure_warehouse(conn)
+            if planned := plan_load(conn, lake, batch_ids):
+                return {
+                    "loaded_batch_ids": [],
+                    "skipped_batch_ids": [],
+                    "rows": {},
+                    "waiting": {},
+                    "deleted": {},
+                    "warnings": "",
+                    "fan_out": True,
+                    "parts": planned,
+                }
         if replay_what is not None:
             summary = replay(conn, lake, None if replay_what == REPLAY_ALL else replay_what)
         else:
@@ -643,4 +704,6 @@ def run_load(
         "waiting": summary.waiting,
         "deleted": summary.deleted,
         "warnings": "\n".join(lines),
+        "fan_out": False,
+        "parts": [],
     }

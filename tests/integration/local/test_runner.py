@@ -281,7 +281,7 @@ def test_a_failure_outside_the_alert_path_is_an_error(
         run(settings, fail_at="extract", definition=broken)
 
 
-def test_a_big_batch_fans_out_on_the_map_and_loads_what_a_small_one_does(
+def test_a_big_batch_fans_out_on_the_maps_and_loads_the_warehouse(
     settings: RunSettings, monkeypatch
 ) -> None:
     events: list[tuple[str, dict]] = []
@@ -304,10 +304,17 @@ def test_a_big_batch_fans_out_on_the_map_and_loads_what_a_small_one_does(
     assert sorted(e["unit"] for e in unit_calls) == list(range(len(unit_calls)))
     assert {e["batch_id"] for e in unit_calls} == {batch_id}
     assert transform_calls[-1] == {}
+    load_calls = [event for stage, event in events if stage == "load"]
+    # Listed (not loaded), one call per part staged on the Map, then the one merge.
+    assert load_calls[0] == {"fan_out": True}
+    stage_calls = load_calls[1:-1]
+    assert {e["table"] for e in stage_calls} >= set(FACTS)
+    assert len({(e["table"], e["part"]) for e in stage_calls}) == len(stage_calls)
+    assert load_calls[-1] == {}
     assert [stage for stage, _ in events] == [
         "extract",
         *["transform"] * len(transform_calls),
-        "load",
+        *["load"] * len(load_calls),
     ]
     assert report.transform["batch_ids"] == [batch_id]
     assert report.load["loaded_batch_ids"] == [batch_id]

@@ -9,19 +9,28 @@ from collections import Counter
 
 import polars as pl
 import pytest
-from psycopg2 import sql
+
+import totes.pipeline.loadfrom psycopg2 import sql
 
 from tests.support.oracle import differences
-from tests.support.sql import one, query
+from tests.support.sql import execute, one, query
+from totes.pipeline.db import connect
 from totes.pipeline.extract import ExtractSettings, run_extract
 from totes.pipeline.ingestion_csv import IngestionFormatError
 from totes.pipeline.lake import Lake, manifest_key
-from totes.pipeline.load import run_load
+from totes.pipeline.load import plan_load, run_load, run_stage_part
 from totes.pipeline.transform import plan_transform, run_transform, run_transform_unit
 from totes.schema.source import SOURCE_TABLES
 from totes.schema.warehouse import WAREHOUSE_TABLES
 
 PART_ROWS = 7
+
+
+@pytest.fixture(params=["row by row", "in bulk"])
+def key_checks(request, monkeypatch) -> str:
+    if request.param == "in bulk":
+        monkeypatch.setattr(totes.pipeline.load, "BULK_CHECK_ROWS", 0)
+    return request.param
 
 
 def pipeline(lake: Lake, source: str, warehouse: str, part_rows: int | None = None) -> None:
@@ -135,3 +144,72 @@ def test_a_small_batch_takes_the_short_path(totesys_dsn, tmp_path):
     done = run_transform(lake, fan_out=True)
     assert done["fan_out"] is False and done["units"] == []
     assert done["batch_ids"] == lake.transformed_batches() != []
+
+
+def test_parts_staged_in_separate_calls_change_nothing_visible_until_the_merge(
+    totesys_dsn, new_database, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    run_transform(lake)
+    (batch_id,) = lake.transformed_batches()
+    warehouse = new_database("warehouse")
+
+    listed = run_load(lake, warehouse, fan_out=True)
+    assert listed["fan_out"] is True and listed["loaded_batch_ids"] == []
+    parts = listed["parts"]
+    assert {p["batch_id"] for p in parts} == {batch_id}
+    for part in parts:
+        staged = run_stage_part(lake, warehouse, part["batch_id"], part["table"], part["part"])
+        assert staged["staged"] > 0
+    # A retried iteration replaces what it staged: no duplicates.
+    again = run_stage_part(lake, warehouse, batch_id, parts[0]["table"], parts[0]["part"])
+    assert again["staged"] == staged_rows(warehouse, batch_id, parts[0]["table"], parts[0]["part"])
+    # Nothing is published, or registered, before the merge.
+    assert one(warehouse, "SELECT count(*) FROM fact_sales_order") == 0
+    assert one(warehouse, "SELECT count(*) FROM etl_loaded_batch") == 0
+    with connect(warehouse) as conn:
+        assert plan_load(conn, lake) == []  # all staged: the merge is next
+
+    merged = run_load(lake, warehouse)
+    assert merged["loaded_batch_ids"] == [batch_id]
+    assert differences(totesys_dsn, warehouse) == {}
+    assert one(warehouse, "SELECT count(*) FROM etl_staged_part") == 0  # cleared with it
+    assert one(warehouse, "SELECT count(*) FROM etl_stage_fact_sales_order") == 0
+
+
+def staged_rows(dsn: str, batch_id: str, table: str, part: int) -> int:
+    return one(
+        dsn,
+        sql.SQL("SELECT count(*) FROM {} WHERE staged_batch = %s AND staged_part = %s").format(
+            sql.Identifier(f"etl_stage_{table}")
+        ),
+        (batch_id, part),
+    )
+
+
+def test_a_merge_whose_staging_is_incomplete_reads_the_parquet_itself(
+    totesys_dsn, new_database, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    run_transform(lake)
+    warehouse = new_database("warehouse")
+    parts = run_load(lake, warehouse, fan_out=True)["parts"]
+    # The Map stopped before staging a sales order part (an abort, a timeout) ...
+    missing = next(p for p in parts if p["table"] == "fact_sales_order")
+    for part in parts:
+        if part != missing:
+            run_stage_part(lake, warehouse, part["batch_id"], part["table"], part["part"])
+    # ... and the rows staged for a payment part were lost (a crash empties unlogged tables).
+    lost = next(p for p in parts if p["table"] == "fact_payment")
+    execute(warehouse, "DELETE FROM etl_stage_fact_payment WHERE staged_part = %s", (lost["part"],))
+    run_load(lake, warehouse)
+    assert differences(totesys_dsn, warehouse) == {}
+    assert _warehouse(warehouse) == _warehouse_of_source(totesys_dsn, tmp_path, new_database)
+
+
+def _warehouse_of_source(source: str, tmp_path, new_database) -> dict[str, Counter]:
+    whole = new_database("whole")
+    pipeline(Lake.from_uri(str(tmp_path / "whole")), source, whole)
+    return _warehouse(whole)
