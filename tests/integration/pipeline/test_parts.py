@@ -9,9 +9,9 @@ from collections import Counter
 
 import polars as pl
 import pytest
+from psycopg2 import sql
 
-import totes.pipeline.loadfrom psycopg2 import sql
-
+import totes.pipeline.load
 from tests.support.oracle import differences
 from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
