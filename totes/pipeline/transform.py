@@ -231,6 +231,8 @@ def _put_parquet(lake: Lake, key: str, frame: pl.DataFrame) -> None:
 
 def _with_rows(batch: _Batch, rejections: list[Rejection]) -> list[Rejection]:
     """Remodel rejections name the row's id; find its row in the batch's CSV."""
+    if all(r.row is not None for r in rejections):
+        return rejections
     rows: dict[str, dict[int, int]] = {}
     for table, read in batch.reads.items():
         pk = source_table(table).primary_key
