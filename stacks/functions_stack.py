@@ -107,11 +107,9 @@ class FunctionsStack(Stack):
         if missing:
             raise ValueError(f"no code folder for: {', '.join(sorted(missing))}")
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
-        self.source_secret = _import_secret(self, "SourceDbSecret", config.source_db_secret)
-        self.warehouse_secret = _import_secret(
-            self, "WarehouseDbSecret", config.warehouse_db_secret
-        )
-        network = _network(self, config)
+        self.source_secret = import_secret(self, "SourceDbSecret", config.source_db_secret)
+        self.warehouse_secret = import_secret(self, "WarehouseDbSecret", config.warehouse_db_secret)
+        network = network_placement(self, config)
 
         # The storage stack's buckets, by name (see stacks/names.py).
         ingestion = s3.Bucket.from_bucket_name(
@@ -149,7 +147,7 @@ class FunctionsStack(Stack):
                     Reason.OBJECT_WILDCARD,
                 ),
                 (_list(ingestion), None),
-                (_read_secret(self.source_secret), None),
+                (read_secret(self.source_secret), None),
             ],
             "transform": [
                 (_objects(["s3:GetObject"], ingestion), Reason.OBJECT_WILDCARD),
@@ -163,7 +161,7 @@ class FunctionsStack(Stack):
                 # Only the operators' skip records, to record skipped batches as skipped.
                 (_objects(["s3:GetObject"], ingestion, prefix=SKIPPED), Reason.OBJECT_WILDCARD),
                 (_list(ingestion, prefix=SKIPPED), None),
-                (_read_secret(self.warehouse_secret), None),
+                (read_secret(self.warehouse_secret), None),
             ],
         }
 
@@ -226,20 +224,25 @@ class FunctionsStack(Stack):
                 environment={**POWERTOOLS_ENVIRONMENT, **environment[name]},
                 **network,
             )
-            if RUNTIME.name != NEWEST_PYTHON:
-                acknowledge(function, "AwsSolutions-L1", Reason.RUNTIME_AS_TESTED)
+            acknowledge_runtime(function)
             self.functions[name] = function
             self.log_groups[name] = log_group
 
 
-def _import_secret(scope: Construct, construct_id: str, name_or_arn: str) -> secretsmanager.ISecret:
+def acknowledge_runtime(function: lambda_.Function) -> None:
+    """While a newer Python runtime exists than the one the tests run on, say why."""
+    if RUNTIME.name != NEWEST_PYTHON:
+        acknowledge(function, "AwsSolutions-L1", Reason.RUNTIME_AS_TESTED)
+
+
+def import_secret(scope: Construct, construct_id: str, name_or_arn: str) -> secretsmanager.ISecret:
     """A secret by full ARN (``arn:...``) or by name (the stack is told, never creates it)."""
     if name_or_arn.startswith("arn:"):
         return secretsmanager.Secret.from_secret_complete_arn(scope, construct_id, name_or_arn)
     return secretsmanager.Secret.from_secret_name_v2(scope, construct_id, name_or_arn)
 
 
-def _network(scope: Construct, config: DeployConfig) -> dict:
+def network_placement(scope: Construct, config: DeployConfig) -> dict:
     """VPC placement when the databases are not public; no lookup, so no AWS call at synth."""
     if not config.in_vpc:
         return {}
@@ -273,6 +276,6 @@ def _list(bucket: s3.IBucket, prefix: str | None = None) -> iam.PolicyStatement:
     )
 
 
-def _read_secret(secret: secretsmanager.ISecret) -> iam.PolicyStatement:
+def read_secret(secret: secretsmanager.ISecret) -> iam.PolicyStatement:
     arn = secret.secret_full_arn or f"{secret.secret_arn}-??????"
     return iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[arn])

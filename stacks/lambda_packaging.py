@@ -37,6 +37,8 @@ FUNCTION_REQUIREMENTS: dict[str, list[str]] = {
     "extract": ["psycopg2-binary", "aws-lambda-powertools"],
     "transform": ["polars", "polars-runtime-32", "aws-lambda-powertools"],
     "load": ["polars", "polars-runtime-32", "psycopg2-binary", "aws-lambda-powertools"],
+    # The scheduled audit (not a stage): SQL on both databases, no polars.
+    "audit": ["psycopg2-binary", "aws-lambda-powertools"],
 }
 
 

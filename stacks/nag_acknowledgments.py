@@ -58,6 +58,19 @@ class Reason(StrEnum):
         "aws/sns key does not), a cost and a way for the alert path itself to fail silently. "
         "Publishing is TLS-only (enforceSSL)."
     )
+    ATHENA_RESULTS_NOT_LOGGED = (
+        "This bucket holds only Athena query results, written by the workgroup and expired "
+        "after 30 days; every query (who, when, which SQL) is already recorded by CloudTrail "
+        "and the workgroup's query history. The access-log bucket admits the lakes' logs "
+        "only (its policy names their ARNs), and a log bucket for re-creatable results "
+        "would cost more than it tells."
+    )
+    ANALYST_OBJECT_WILDCARD = (
+        "Athena reads the files of a table, and writes query results, as the querying "
+        "analyst: object-level actions need object ARNs, <bucket-arn>/<prefix>*. Reading is "
+        "limited to the warehouse tables' prefixes of the processed lake (not its manifests), "
+        "writing to the results/ prefix of the workgroup's own results bucket; never Delete."
+    )
 
 
 def acknowledge(construct: IConstruct, finding: str, reason: Reason) -> None:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from aws_cdk import Aws
 
-from totes.contract import Names
+from totes.contract import AUDIT_FUNCTION, Names
 
 
 @dataclass(frozen=True)
 class DeploymentNames(Names):
-    """``Names`` plus what only the AWS deployment has: buckets and the dashboard."""
+    """``Names`` plus what only the AWS deployment has: buckets, the dashboard, the audit,
+    the Glue database, the Athena workgroup and the analysts' policy."""
 
     def bucket(self, lake: str) -> str:
         """This deployment's bucket for ``lake``, in the account and region deployed to."""
@@ -39,6 +40,29 @@ class DeploymentNames(Names):
     @property
     def access_logs_bucket(self) -> str:
         return self.bucket("access-logs")
+
+    @property
+    def audit_function(self) -> str:
+        """The scheduled audit's Lambda (not a pipeline stage: the state machine never
+        calls it)."""
+        return f"{self.prefix}-{AUDIT_FUNCTION}"
+
+    @property
+    def athena_results_bucket(self) -> str:
+        return self.bucket("athena")
+
+    @property
+    def glue_database(self) -> str:
+        """``terrific_totes_<env>``: Athena needs no quoting for underscores (it does for -)."""
+        return self.prefix.replace("-", "_")
+
+    @property
+    def athena_workgroup(self) -> str:
+        return f"{self.prefix}-analysts"
+
+    @property
+    def analyst_policy(self) -> str:
+        return f"{self.prefix}-analyst-query"
 
     @property
     def dashboard(self) -> str:

@@ -1,10 +1,12 @@
-"""Assemble the app: five stacks, one per concern, and cdk-nag on every synth.
+"""Assemble the app: seven stacks, one per concern, and cdk-nag on every synth.
 
     storage        the ingestion and processed lakes (and their access log bucket)
     alerts         the SNS topic and the email subscription
     functions      extract, transform, load (Lambda) with least-privilege roles
     orchestration  the state machine from statemachine/pipeline.asl.json, and its schedule
     monitoring     alarms to the topic, and the dashboard
+    audit          the scheduled comparison of the warehouse with ToteSys, and its alarms
+    analytics      Glue tables over the processed lake, the Athena workgroup (analysts)
 
 The stacks are environment-agnostic (no account or region at synth): synthesis needs no
 AWS credentials, and ``cdk deploy`` targets whatever account the caller's credentials are
@@ -22,6 +24,8 @@ from aws_cdk import App, Stage, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.alerts_stack import AlertsStack
+from stacks.analytics_stack import AnalyticsStack
+from stacks.audit_stack import AuditStack
 from stacks.config import DeployConfig
 from stacks.functions_stack import FunctionsStack
 from stacks.monitoring_stack import MonitoringStack
@@ -48,15 +52,25 @@ class PipelineStacks:
     functions: FunctionsStack
     orchestration: OrchestrationStack
     monitoring: MonitoringStack
+    audit: AuditStack
+    analytics: AnalyticsStack
 
     def all(self) -> list:
-        return [self.storage, self.alerts, self.functions, self.orchestration, self.monitoring]
+        return [
+            self.storage,
+            self.alerts,
+            self.functions,
+            self.orchestration,
+            self.monitoring,
+            self.audit,
+            self.analytics,
+        ]
 
 
 def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks:
     """Add the pipeline's stacks to ``app``, reading settings from its context.
 
-    ``code_dirs`` maps each function (extract, transform, load) to the folder it ships:
+    ``code_dirs`` maps each function (extract, transform, load, audit) to the folder it ships:
     ``build/lambda/<fn>`` for real, small stand-ins in tests.
     """
     config = DeployConfig.from_context(app.node)
@@ -87,13 +101,24 @@ def build_app(app: App | Stage, code_dirs: Mapping[str, Path]) -> PipelineStacks
         app, config.names.stack("Monitoring"), config=config,
         description="Terrific Totes: alarms and dashboard",
     )  # fmt: skip
+    audit = AuditStack(
+        app, config.names.stack("Audit"), config=config,
+        code_dir=code_dirs["audit"],
+        description="Terrific Totes: scheduled audit of the warehouse against ToteSys",
+    )  # fmt: skip
     # The stacks refer to each other by name (stacks/names.py), not by export: the deploy
     # order is declared here instead.
     functions.add_stack_dependency(storage)
     orchestration.add_stack_dependency(functions)
     orchestration.add_stack_dependency(alerts)
+    analytics = AnalyticsStack(
+        app, config.names.stack("Analytics"), config=config,
+        description="Terrific Totes: the processed lake in Athena (Glue tables, workgroup)",
+    )  # fmt: skip
     monitoring.add_stack_dependency(orchestration)
-    stacks = PipelineStacks(storage, alerts, functions, orchestration, monitoring)
+    analytics.add_stack_dependency(storage)
+    audit.add_stack_dependency(alerts)
+    stacks = PipelineStacks(storage, alerts, functions, orchestration, monitoring, audit, analytics)
     for stack in stacks.all():
         # Cost allocation tags (activate them once in the Billing console).
         Tags.of(stack).add("project", PROJECT)

@@ -25,6 +25,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = next((part for part in parts if part in _TIERS), None)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+        if tier == "cdk":
+            # With pytest-xdist (make test runs two workers), the CDK tests share one worker:
+            # their session fixture synthesises the app once per worker that runs them.
+            item.add_marker(pytest.mark.xdist_group("cdk"))
 
 
 @pytest.fixture(scope="session")

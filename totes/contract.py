@@ -27,6 +27,11 @@ ROW_METRICS: dict[str, str] = {
     "load": "RowsLoaded",
 }  # dimension: table
 DURATION_METRIC = "RunDurationSeconds"  # dimension: stage
+# The scheduled audit (lambdas/audit.py): differences between the warehouse and ToteSys per
+# table, and their total under table=AUDIT_TOTAL (what the alarm watches).
+AUDIT_FUNCTION = "audit"
+DIFFERENCES_METRIC = "WarehouseDifferences"  # dimension: table
+AUDIT_TOTAL = "all"
 
 # The definition file (statemachine/pipeline.asl.json, installed as totes.statemachine).
 DEFINITION_PACKAGE = "totes.statemachine"

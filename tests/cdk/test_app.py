@@ -13,8 +13,17 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.config import DEFAULTS, PREFIX, ConfigError, DeployConfig
 from stacks.nag_acknowledgments import Reason
 from stacks.pipeline_app import cdk_json_context
+from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
 
-STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring")
+STACKS = (
+    "Storage",
+    "Alerts",
+    "Functions",
+    "Orchestration",
+    "Monitoring",
+    "Audit",
+    "Analytics",
+)
 
 
 def test_synthesised_without_aws_credentials_or_docker(synths):
@@ -60,6 +69,13 @@ def test_every_acknowledgment_is_one_of_the_reviewed_reasons(assembly):
             "<AWS::AccountId>-<AWS::Region>/*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-ingestion-"
             "<AWS::AccountId>-<AWS::Region>/_skipped/*]",
+            # The analysts' policy: each warehouse table's prefix, and the query results.
+            *(
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::terrific-totes-dev-"
+                f"processed-<AWS::AccountId>-<AWS::Region>/{table}/*]"
+                for table in WAREHOUSE_TABLE_NAMES
+            ),
+            "AwsSolutions-IAM5[Resource::<AthenaResultsBucket879938FA.Arn>/results/*]",
         ]
     )
 
@@ -91,6 +107,8 @@ def test_deploy_order_is_declared(assembly):
     assert depends("Functions") == {"Storage"}
     assert depends("Orchestration") == {"Functions", "Alerts"}
     assert depends("Monitoring") == {"Orchestration"}
+    assert depends("Audit") == {"Alerts"}
+    assert depends("Analytics") == {"Storage"}
 
 
 def test_cdk_json_documents_every_setting_with_its_default():
@@ -109,6 +127,7 @@ def test_alert_email_is_optional_at_synth():
     [
         ({"alertEmail": "not-an-address"}, "alertEmail"),
         ({"schedule": "every 10 minutes"}, "schedule"),
+        ({"auditSchedule": "hourly"}, "auditSchedule"),
         ({"vpcId": "vpc-1"}, "subnetIds"),
         ({"subnetIds": "subnet-1"}, "vpcId"),
         ({"removalPolicy": "snapshot"}, "removalPolicy"),

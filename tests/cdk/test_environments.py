@@ -9,7 +9,7 @@ import pytest
 
 from tests.cdk.cfn import render
 
-STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring")
+STACKS = ("Storage", "Alerts", "Functions", "Orchestration", "Monitoring", "Audit", "Analytics")
 # The properties that name a resource in the account (two deployments must not share one).
 NAME_PROPERTIES = (
     "BucketName",
@@ -39,8 +39,10 @@ def physical_names(assembly) -> dict[str, str]:
         for logical_id, resource in assembly.template(stack)["Resources"].items():
             properties = render(resource.get("Properties", {}))
             for key in NAME_PROPERTIES:
-                if isinstance(properties.get(key), str):
-                    names[properties[key]] = f"{stack}/{logical_id}.{key}"
+                value = properties.get(key)
+                # A reference to another resource (${Logical}) is not a name of its own.
+                if isinstance(value, str) and not value.startswith("${"):
+                    names[value] = f"{stack}/{logical_id}.{key}"
     return names
 
 

@@ -46,6 +46,7 @@ def test_each_stage_ships_only_what_it_imports():
         "psycopg2-binary",
         "aws-lambda-powertools",
     }
+    assert FUNCTION_REQUIREMENTS["audit"] == ["psycopg2-binary", "aws-lambda-powertools"]
     for requirements in FUNCTION_REQUIREMENTS.values():
         assert not {"pyarrow", "boto3", "botocore"} & set(requirements)
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from totes.contract import STAGES
-from totes.local import environment, status_cli
+from totes.local import environment, reconcile, status_cli
 from totes.local.demo import demo
 from totes.local.embedded_postgres import state_dir
+from totes.local.psql import run_psql
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
 from totes.pipeline.events import REPLAY_ALL
@@ -144,6 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     skip.set_defaults(handler=_skip)
     status_cli.add_parser(commands)
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="compare the warehouse with ToteSys; exit 1 when they differ"
+    )
+    _add_source_dsn(reconcile_parser)
+    reconcile.add_arguments(reconcile_parser)
+    reconcile_parser.set_defaults(handler=_reconcile)
+
+    psql = commands.add_parser(
+        "psql",
+        help="open the warehouse in psql (the embedded one runs for as long as psql does)",
+    )
+    psql.add_argument(
+        "--warehouse-dsn", help="warehouse database; default: $WAREHOUSE_DSN, else the embedded one"
+    )
+    psql.add_argument("-c", "--command", help="run this SQL and exit (as psql -c)")
+    psql.add_argument(
+        "psql_args", nargs=argparse.REMAINDER, help="after --: more arguments for psql"
+    )
+    psql.set_defaults(handler=_psql)
     return parser
 
 
@@ -241,6 +261,28 @@ def _skip(args: argparse.Namespace) -> int:
         " warehouse and delivers its rows again from ToteSys."
     )
     return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """Only reads both databases (ToteSys by default as the read-only role `run` uses)."""
+    return reconcile.command(
+        args,
+        source_dsn=lambda: (
+            args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+        ),
+        warehouse_dsn=lambda: args.warehouse_dsn or environment.warehouse_dsn(),
+        say=_say,
+    )
+
+
+def _psql(args: argparse.Namespace) -> int:
+    """psql's own exit code. The embedded server, started here if need be, stops when this
+    process ends (unless another one, a notebook's kernel say, still uses it)."""
+    dsn = args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
+    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    if args.command:
+        extra = ["-c", args.command, *extra]
+    return run_psql(dsn, extra)
 
 
 def _demo(args: argparse.Namespace) -> int:

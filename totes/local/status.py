@@ -30,7 +30,7 @@ from totes.local.runner import history, stage_outputs
 from totes.pipeline.db import connect
 from totes.pipeline.lake import QUARANTINE, Lake, batch_id_of
 from totes.pipeline.redact import redact
-from totes.pipeline.warehouse_ddl import BATCH_TABLE
+from totes.pipeline.registers import BATCH_TABLE
 from totes.schema.source import SOURCE_TABLE_NAMES
 
 # The promise made to the business: the warehouse is never more than 30 minutes behind.

@@ -12,9 +12,8 @@ How nothing is lost or duplicated:
 - Reconciliation finds what no watermark can see (ToteSys edits some rows without touching
   ``last_updated``, and may delete rows): per table, the source's rows are grouped in id
   buckets (``id // width``) and each bucket gets a count and a sum of row hashes, computed
-  in the database (``hash_record_extended``: each column hashed by its type, no text).
-  Buckets whose checksum differs from the previous pass are extracted whole, and the
-  manifest says so (a ``Snapshot``): the transform and load turn changed
+  in the database. Buckets whose checksum differs from the previous pass are extracted
+  whole, and the manifest says so (a ``Snapshot``): the transform and load turn changed
   rows into new versions or updates, and rows missing from a snapshot into deletions.
 - A skipped batch (``totes skip``) is repaired by the next extract: it reconciles every
   table against the checksums from before the skipped batch, so its rows come again.
@@ -208,7 +207,6 @@ class _Writer:
     lake: Lake
     batch_id: str
     settings: ExtractSettings
-    algorithm: str  # how this run's reconciliation hashes rows (checksum_algorithm)
 
     @property
     def part_rows(self) -> int:
@@ -268,38 +266,19 @@ def _window_hashes(conn: Connection, table: SourceTable, since: str) -> list[tup
         return cur.fetchall()
 
 
-# How a reconciliation pass hashes each row (recorded in every checksum file).
-# hash_record_extended (PostgreSQL 14+) hashes each column with its type's own hash
-# function: no text formatting of the row, ~3.5x cheaper than md5(ROW(...)::text), which
-# is what the whole-table pass of every run costs. "md5" is the older files' algorithm.
-CHECKSUM_ALGORITHMS = ("hash_record_extended", "md5")
+def bucket_checksums(conn: Connection, table: SourceTable) -> dict[int, tuple[int, int]]:
+    """bucket -> (rows, sum of 64-bit row hashes), computed in the source database.
 
-
-def _bucket_hash(table: SourceTable, algorithm: str) -> sql.Composable:
-    if algorithm == "md5":
-        return sql.SQL("('x' || substr({}, 1, 15))::bit(60)::bigint").format(_row_hash(table))
-    if algorithm == "hash_record_extended":
-        row = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-        return sql.SQL("hash_record_extended(ROW({}), 0)").format(row)
-    raise ValueError(f"unknown checksum algorithm {algorithm!r}")
-
-
-def checksum_algorithm(conn: Connection) -> str:
-    """The cheapest algorithm the source database offers."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT to_regprocedure('hash_record_extended(record, bigint)') IS NOT NULL")
-        return CHECKSUM_ALGORITHMS[0] if cur.fetchone()[0] else "md5"
-
-
-def bucket_checksums(
-    conn: Connection, table: SourceTable, algorithm: str = "md5"
-) -> dict[int, tuple[int, int]]:
-    """bucket -> (rows, sum of row hashes), computed in the source database."""
-    query = sql.SQL("SELECT {pk} / %s, count(*), sum({hash}) FROM {t} GROUP BY 1").format(
-        pk=sql.Identifier(table.primary_key),
-        hash=_bucket_hash(table, algorithm),
-        t=sql.Identifier(table.name),
-    )
+    ``hash_record_extended`` (PostgreSQL 14+) hashes the row's values without rendering them
+    as text: three times faster than an md5 of the text. Its enum hashes depend on the
+    database's own type ids, which only a dump and restore of ToteSys changes: the next pass
+    then re-reads every bucket once, and nothing is duplicated.
+    """
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    query = sql.SQL(
+        "SELECT {pk} / %s, count(*), sum(hash_record_extended(ROW({columns}), 0))"
+        " FROM {t} GROUP BY 1"
+    ).format(pk=sql.Identifier(table.primary_key), columns=columns, t=sql.Identifier(table.name))
     with conn.cursor() as cur:
         cur.execute(query, (BUCKET_WIDTH,))
         return {int(b): (int(n), int(total)) for b, n, total in cur.fetchall()}
@@ -351,13 +330,6 @@ class _Base:
             return {}
         return self.lake.checksums(extract.checksums)
 
-    def checksum_algorithm(self, table: str) -> str | None:
-        """How the baseline of ``table`` was hashed (None before its first pass)."""
-        extract = self.baseline.tables.get(table) if self.baseline else None
-        if extract is None or extract.checksums is None:
-            return None
-        return self.lake.checksum_algorithm(extract.checksums)
-
 
 def _base(lake: Lake) -> _Base:
     previous = lake.latest_ingestion_manifest()
@@ -402,8 +374,7 @@ def _extract_table(
         window = _window_hashes(conn, table, watermark)
         run = _full_copy(
             conn, table, watermark, future, _recent(window, watermark),
-            checksums=bucket_checksums(conn, table, writer.algorithm), checksums_key=None,
-            writer=writer,
+            checksums=bucket_checksums(conn, table), checksums_key=None, writer=writer,
         )  # fmt: skip
         run.extract.changed_rows = run.extract.rows  # all of it is new to the lake
         return run
@@ -419,19 +390,12 @@ def _extract_table(
     changed: list[int] = []
     stored: dict[int, tuple[int, int]] | None = None
     if _reconcile_due(writer.settings, base, checksums_key, now):
-        source = bucket_checksums(conn, table, writer.algorithm)
+        source = bucket_checksums(conn, table)
         previous = base.checksums(table.name)
-        # A baseline hashed another way (older files: md5) is compared the same way, once;
-        # from then on the baseline is this run's.
-        baseline_algorithm = base.checksum_algorithm(table.name) or writer.algorithm
-        compared = source
-        if baseline_algorithm != writer.algorithm:
-            compared = bucket_checksums(conn, table, baseline_algorithm)
         changed = sorted(
-            b for b in compared.keys() | previous.keys() if compared.get(b) != previous.get(b)
+            b for b in source.keys() | previous.keys() if source.get(b) != previous.get(b)
         )
-        renewed = changed or checksums_key is None or baseline_algorithm != writer.algorithm
-        stored = source if renewed else None
+        stored = source if changed or checksums_key is None else None
 
     if table.name in FULL_COPY_TABLES and (new_ids or changed or full_copy is None):
         run = _full_copy(
@@ -519,7 +483,7 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
         cur.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
         now: datetime = cur.fetchone()[0]
     batch_id = batch_id_at(now)
-    writer = _Writer(lake, batch_id, settings, checksum_algorithm(conn))
+    writer = _Writer(lake, batch_id, settings)
     runs = {table.name: _extract_table(conn, table, base, now, writer) for table in SOURCE_TABLES}
     conn.commit()
     # Told once, when they appear (logged every run): a run every 10 minutes would
@@ -547,9 +511,7 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
             if run.extract.snapshot is not None and run.extract.snapshot.full:
                 run.extract.full_copy = batch_id
         if run.checksums is not None:
-            run.extract.checksums = lake.put_checksums(
-                name, batch_id, BUCKET_WIDTH, run.checksums, writer.algorithm
-            )
+            run.extract.checksums = lake.put_checksums(name, batch_id, BUCKET_WIDTH, run.checksums)
     manifest = IngestionManifest(
         batch_id=batch_id,
         previous_batch_id=base.previous.batch_id if base.previous else None,

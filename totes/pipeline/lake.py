@@ -362,25 +362,11 @@ class Lake:
         raw = json.loads(self.ingestion.get(key))
         return {int(bucket): (int(n), int(total)) for bucket, (n, total) in raw["buckets"].items()}
 
-    def checksum_algorithm(self, key: str) -> str:
-        """How a checksum file's row hashes were computed ("md5" before it was recorded)."""
-        return json.loads(self.ingestion.get(key)).get("algorithm", "md5")
-
     def put_checksums(
-        self,
-        table: str,
-        batch_id: str,
-        width: int,
-        buckets: dict[int, tuple[int, int]],
-        algorithm: str = "md5",
+        self, table: str, batch_id: str, width: int, buckets: dict[int, tuple[int, int]]
     ) -> str:
         key = checksums_key(table, batch_id)
-        body = {
-            "table": table,
-            "width": width,
-            "algorithm": algorithm,
-            "buckets": {str(b): v for b, v in buckets.items()},
-        }
+        body = {"table": table, "width": width, "buckets": {str(b): v for b, v in buckets.items()}}
         self.ingestion.put_new(key, json.dumps(body, sort_keys=True).encode())
         return key
 

@@ -50,13 +50,10 @@ from totes.pipeline.load_bulk import (
     is_small_beside,
 )
 from totes.pipeline.load_stage import clear_staged, stage_part, staged_parts, take_staged
-from totes.pipeline.warehouse_ddl import (
-    BATCH_TABLE,
-    DELETED_TABLE,
-    WAITING_TABLE,
-    warehouse_ddl,
-)
+from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
+from totes.pipeline.warehouse_ddl import warehouse_ddl
 from totes.schema.warehouse import (
+    TIME_FORMAT,
     WAREHOUSE_TABLE_NAMES,
     WAREHOUSE_TABLES,
     Column,
@@ -120,6 +117,8 @@ def _read_parquet(lake: Lake, output: Part, table: WarehouseTable) -> pl.DataFra
         raise ProcessedFileError(f"{where}: the file is missing from the lake") from None
     except pl.exceptions.PolarsError as exc:
         raise ProcessedFileError(f"{where}: not a readable Parquet file: {exc}") from None
+    # Lakes written before times of day became text hold Parquet TIME columns: same values.
+    frame = frame.with_columns(pl.col(pl.Time).dt.strftime(TIME_FORMAT))
     if frame.schema != table.polars_schema:
         raise ProcessedFileError(
             f"{where}: columns/types {dict(frame.schema)} do not match the warehouse "
@@ -149,9 +148,9 @@ def _stage(
     if take_staged(cur, batch_id, table, output, staging):
         return staging
     for part in output.files:
+        frame = _read_parquet(lake, part, table)
         buffer = io.BytesIO()
-        # null -> empty field, empty string -> "": COPY keeps them apart.
-        _read_parquet(lake, part, table).write_csv(buffer)
+        frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
         buffer.seek(0)
         cur.copy_expert(
             sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
@@ -159,7 +158,12 @@ def _stage(
             ),
             buffer,
         )
-        del buffer
+        if cur.rowcount != frame.height:  # the last hop's count: what the warehouse received
+            raise LoadError(
+                f"{table.name} ({lake.processed.location(part.key)}): COPY staged"
+                f" {cur.rowcount} rows of {frame.height}"
+            )
+        del buffer, frame
     return staging
 
 
@@ -309,7 +313,7 @@ def _mark_deletions(
     dimension rows exist: never deleted."""
     if table.source is None:  # dim_date: generated, not a copy of source rows
         return 0
-    key, register = sql.Identifier(table.key), sql.Identifier(DELETED_TABLE)
+    key, register = sql.Identifier(table.key), sql.Identifier(DELETION_TABLE)
     absent = sql.SQL("true")
     if staging is not None:
         cur.execute(
@@ -556,7 +560,7 @@ def load_batches(conn: Connection, lake: Lake, batch_ids: list[str] | None = Non
             if count:
                 summary.warnings.append(
                     f"{table}: {count} ids no longer exist in ToteSys (batch {batch_id});"
-                    f" marked in {DELETED_TABLE}"
+                    f" marked in {DELETION_TABLE}"
                 )
     summary.waiting = _waiting_now(conn)
     return summary
@@ -575,7 +579,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
     if table is None:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
-            names = [*WAREHOUSE_TABLE_NAMES, BATCH_TABLE, DELETED_TABLE, WAITING_TABLE]
+            names = [*WAREHOUSE_TABLE_NAMES, BATCH_TABLE, DELETION_TABLE, WAITING_TABLE]
             cur.execute(
                 sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
                     sql.SQL(", ").join(sql.Identifier(n) for n in names)
@@ -588,7 +592,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
     done = _BatchLoad()
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
-        for register in (DELETED_TABLE, WAITING_TABLE):
+        for register in (DELETION_TABLE, WAITING_TABLE):
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE table_name = %s").format(sql.Identifier(register)),
                 (table,),

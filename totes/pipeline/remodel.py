@@ -23,7 +23,7 @@ import polars as pl
 from totes.pipeline.ingestion_csv import Rejection, source_polars_schema
 from totes.schema.currencies import UnknownCurrencyError, currency_name
 from totes.schema.source import source_table
-from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, warehouse_table
+from totes.schema.warehouse import TIME_FORMAT, WAREHOUSE_TABLE_NAMES, warehouse_table
 
 Rejections = list[Rejection]
 
@@ -223,7 +223,7 @@ def _split_timestamp(column: str) -> list[pl.Expr]:
     stem = column.removesuffix("_at")
     return [
         pl.col(column).dt.date().alias(f"{stem}_date"),
-        pl.col(column).dt.time().alias(f"{stem}_time"),
+        pl.col(column).dt.strftime(TIME_FORMAT).alias(f"{stem}_time"),
     ]
 
 

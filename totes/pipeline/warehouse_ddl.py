@@ -1,46 +1,14 @@
 """The warehouse's DDL, generated from ``totes.schema.warehouse``: tables, keys, the fact
-version index, and the pipeline's own registers. Used by the load, which creates what is
-missing (and adds columns that later versions added).
-
-Our own tables, beside the published eleven:
-- ``etl_loaded_batch``: every batch in the warehouse (``loaded``), or skipped by an
-  operator (``skipped``, with the reason), written in the batch's transaction;
-- ``etl_deleted_row``: warehouse ids whose source row no longer exists (dimension rows are
-  never deleted once referenced, and facts keep their history, so deletions are marked);
-- ``etl_waiting_row``: fact rows whose dimension row has not arrived yet; each load
-  delivers those whose dimensions have come since.
-"""
+version index, and the pipeline's own registers (``totes.pipeline.registers``). Used by the
+load, which creates what is missing (and adds columns that later versions added)."""
 
 from __future__ import annotations
 
 from psycopg2 import sql
 
+from totes.pipeline.registers import REGISTERS_DDL
+from totes.pipeline.warehouse_views import view_ddl
 from totes.schema.warehouse import WAREHOUSE_TABLES, Column, WarehouseTable, warehouse_table
-
-BATCH_TABLE = "etl_loaded_batch"
-DELETED_TABLE = "etl_deleted_row"
-WAITING_TABLE = "etl_waiting_row"
-
-_REGISTERS: tuple[sql.Composable, ...] = (
-    sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} (batch_id text PRIMARY KEY,"
-        " loaded_at timestamptz NOT NULL DEFAULT now(), rows_written jsonb NOT NULL)"
-    ).format(sql.Identifier(BATCH_TABLE)),
-    sql.SQL(
-        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'loaded'"
-        " CHECK (status IN ('loaded', 'skipped')), ADD COLUMN IF NOT EXISTS reason text"
-    ).format(sql.Identifier(BATCH_TABLE)),
-    sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, id integer NOT NULL,"
-        " batch_id text NOT NULL, detected_at timestamptz NOT NULL DEFAULT now(),"
-        " PRIMARY KEY (table_name, id))"
-    ).format(sql.Identifier(DELETED_TABLE)),
-    sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, id integer NOT NULL,"
-        " batch_id text NOT NULL, row jsonb NOT NULL, missing text NOT NULL,"
-        " waiting_since timestamptz NOT NULL DEFAULT now())"
-    ).format(sql.Identifier(WAITING_TABLE)),
-)
 
 
 def _column_ddl(col: Column) -> sql.Composable:
@@ -96,5 +64,6 @@ def warehouse_ddl() -> list[sql.Composable]:
     statements: list[sql.Composable] = []
     for table in WAREHOUSE_TABLES:
         statements.extend(table_ddl(table))
-    statements.extend(_REGISTERS)
+    statements.extend(REGISTERS_DDL)
+    statements.extend(view_ddl())  # the views (warehouse_views.py)
     return statements

@@ -18,10 +18,14 @@ import polars as pl
 
 Kind = Literal["dimension", "fact"]
 
+# A time of day travels as text, 'HH:MM:SS.fff': Parquet's TIME type is not one Athena
+# reads, and the load's COPY turns the text into the warehouse's time(3) unchanged.
+TIME_FORMAT = "%H:%M:%S%.3f"
+
 _POLARS_TYPES: dict[str, pl.DataType] = {
     "integer": pl.Int32(),
     "date": pl.Date(),
-    "time(3)": pl.Time(),
+    "time(3)": pl.String(),
     "numeric(10,2)": pl.Decimal(10, 2),
     "boolean": pl.Boolean(),
     "text": pl.String(),

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import wrong_password_dsn
+from tests.support.sql import execute
 from totes.local.cli import main
-from totes.local.report import psql_command
+from totes.local.psql import psql_command
 from totes.totesys.database import read_only_dsn
 
 
@@ -80,7 +81,7 @@ def test_demo_seeds_once_then_moves_the_business_on(capsys, state_dir):
     assert "Seeding ToteSys" in err
     assert "  extract: " in err and "  load: " in err  # progress, stage by stage
     assert "SUCCEEDED" in out and "fact_sales_order" in out
-    assert f"host={state_dir}" in out  # how to open the warehouse
+    assert "Open the warehouse:\n  make psql" in out and "postgresql://" not in out
     assert "ingestion/sales_order/" in out and "processed/fact_sales_order/" in out
     [first_run] = json.loads(run_cli(capsys, "status", "--json")[1])["executions"]
     assert first_run["status"] == "SUCCEEDED" and first_run["loaded"]["fact_sales_order"] > 0
@@ -211,3 +212,58 @@ def test_settings_come_from_a_dotenv_file(
     monkeypatch.setenv("LAKE", str(tmp_path / "set-lake"))
     assert run_cli(capsys, "run", "--json")[0] == 0
     assert (tmp_path / "set-lake" / "ingestion" / "_manifests").is_dir()
+
+
+def test_reconcile_exits_0_when_equal_and_1_naming_each_difference(
+    capsys, totesys_dsn, warehouse_dsn, tmp_path
+):
+    databases = ["--source-dsn", totesys_dsn, "--warehouse-dsn", warehouse_dsn]
+    code, _, err = run_cli(capsys, "run", *databases, "--lake", str(tmp_path / "lake"))
+    assert code == 0, err
+
+    code, out, err = run_cli(capsys, "reconcile", *databases)
+    assert code == 0, err
+    assert out.startswith("The warehouse matches ToteSys: no differences")
+    assert "fact_sales_order" in out and "total" in out
+    assert "dim_date: comparing" in err  # progress, table by table
+
+    execute(
+        totesys_dsn, "DELETE FROM payment WHERE payment_id = (SELECT max(payment_id) FROM payment)"
+    )
+    execute(warehouse_dsn, "UPDATE dim_staff SET first_name = '' WHERE staff_id = 1")
+    code, out, _ = run_cli(capsys, "reconcile", *databases)
+    assert code == 1
+    assert "2 differences in 2 of 11 tables" in out
+    assert "dim_staff: 1 difference\n" in out and "differing columns: first_name 1" in out
+    assert "id 1, first_name: ToteSys '" in out and "warehouse ''" in out
+    assert "fact_payment: 1 difference\n" in out and "unmarked_deletion" in out
+    assert "unmarked_deletion: in the warehouse, gone from ToteSys" in out  # the legend
+
+    code, out, _ = run_cli(capsys, "reconcile", *databases, "--table", "dim_staff", "--json")
+    found = json.loads(out)
+    assert code == 1 and found["differences"] == 1 and list(found["by_table"]) == ["dim_staff"]
+    (example,) = found["by_table"]["dim_staff"]["examples"]
+    assert example["column"] == "first_name" and example["warehouse"] == ""
+
+
+def test_reconcile_exits_2_on_error_without_showing_the_password(capsys, tmp_path, empty_db):
+    bad = f"host={tmp_path} dbname=nowhere user=nobody password=s3cret"
+    code, out, err = run_cli(capsys, "reconcile", "--source-dsn", empty_db, "--warehouse-dsn", bad)
+    assert code == 2 and out == ""
+    assert err.splitlines()[0].startswith("error: DatabaseUnavailableError")
+    assert "s3cret" not in err
+
+    code, _, err = run_cli(
+        capsys, "reconcile", "--source-dsn", empty_db, "--warehouse-dsn", empty_db
+    )
+    assert code == 2
+    assert "the warehouse has no table" in err
+
+
+def test_reconcile_defaults_to_the_embedded_databases(capsys, state_dir):
+    assert run_cli(capsys, "seed", "--scale", "0.01")[0] == 0
+    assert run_cli(capsys, "run")[0] == 0
+
+    code, out, err = run_cli(capsys, "reconcile", "--table", "fact_payment")
+    assert code == 0, err
+    assert "The warehouse matches ToteSys" in out

@@ -23,6 +23,7 @@ from tests.support.oracle import differences
 from tests.support.sql import execute, one, query
 from totes.local.report import RunReport
 from totes.local.runner import RunSettings, execute_pipeline
+from totes.pipeline.audit import run_audit
 from totes.pipeline.lake import Lake
 from totes.pipeline.object_store import LocalStore
 
@@ -46,10 +47,13 @@ def lake_of(settings: RunSettings) -> Lake:
 
 
 def healthy(settings: RunSettings) -> RunReport:
-    """A run that must succeed and leave the warehouse equal to ToteSys."""
+    """A run that must succeed and leave the warehouse equal to ToteSys: by the test's own
+    oracle, and by `totes reconcile`'s audit (what an operator would run)."""
     report = run(settings)
     assert report.status == "SUCCEEDED", report
     assert differences(settings.source_dsn, settings.warehouse_dsn) == {}
+    audit = run_audit(settings.source_dsn, settings.warehouse_dsn)
+    assert audit.differences == 0, audit.to_dict()
     return report
 
 

@@ -17,6 +17,7 @@ from collections import Counter
 from tests.support.oracle import CURRENT_STATE_FROM_SOURCE, PUBLISHED_COLUMNS, differences, rows
 from tests.support.sql import execute, one
 from totes.local.runner import RunSettings, execute_pipeline
+from totes.pipeline.audit import run_audit
 from totes.totesys.simulate import simulate
 
 CYCLES = int(os.environ.get("TOTES_SOAK_CYCLES", "6"))
@@ -82,6 +83,7 @@ def test_soak_ends_equal_with_the_whole_history(totesys_dsn, warehouse_dsn, tmp_
 
     print(f"soak: {CYCLES} cycles, seed {SEED}: {dict(sorted(events.items()))}")
     assert differences(totesys_dsn, warehouse_dsn) == {}
+    assert run_audit(totesys_dsn, warehouse_dsn).differences == 0  # `totes reconcile`
     for fact in FACTS:
         versions = rows(warehouse_dsn, f"SELECT {PUBLISHED_COLUMNS[fact]} FROM {fact}")
         assert versions == history[fact], fact

@@ -9,8 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-import totes.pipeline.extract
-from tests.support.sql import execute, one
+from tests.support.sql import execute
 from totes.pipeline.db import connect
 from totes.pipeline.extract import (
     ExtractSettings,
@@ -160,28 +159,3 @@ def test_reconciliation_finds_silent_edits_and_deletions_when_due(totesys_dsn, t
     assert payment.snapshot.buckets == (2,)  # the bucket of id 250, re-read whole
     assert ",/moved," not in lake.ingestion.get(payment.key).decode()
     assert "\n250," not in lake.ingestion.get(payment.key).decode()
-
-
-def test_a_baseline_hashed_with_md5_is_compared_with_md5_once_then_renewed(
-    totesys_dsn, tmp_path, monkeypatch
-):
-    lake = Lake.from_uri(str(tmp_path))
-    monkeypatch.setattr(totes.pipeline.extract, "checksum_algorithm", lambda conn: "md5")
-    first = extract(totesys_dsn, lake)  # an older lake: md5 checksum files
-    assert lake.checksum_algorithm(first.tables["design"].checksums) == "md5"
-    monkeypatch.undo()
-
-    execute(totesys_dsn, "UPDATE design SET file_location = '/moved' WHERE design_id = 3")
-    second = extract(totesys_dsn, lake)
-    design = second.tables["design"]
-    assert design.snapshot.buckets == (0,)  # found against the md5 baseline, nothing more
-    assert lake.checksum_algorithm(design.checksums) == "hash_record_extended"
-    assert second.tables["payment"].snapshot is None  # unchanged: compared the same way
-
-    last = one(totesys_dsn, "SELECT max(payment_id) FROM payment")
-    assert last >= 100  # another bucket than the first's
-    execute(totesys_dsn, "UPDATE payment SET paid = NOT paid WHERE payment_id = %s", (last,))
-    third = extract(totesys_dsn, lake)
-    assert third.tables["payment"].snapshot.buckets == (last // 100,)  # the renewed baseline
-    assert third.tables["design"].snapshot is None
-    assert extract(totesys_dsn, lake) is None  # and nothing changed since

@@ -121,3 +121,31 @@ def test_a_batch_after_a_gap_is_refused(transformed, warehouse_dsn, tmp_path):
     orphan.processed.put_new(manifest_key(batch_id), manifest.to_json())
     with connect(warehouse_dsn) as conn, pytest.raises(BrokenChainError, match="chain"):
         load_batches(conn, orphan)
+
+
+def test_a_lake_written_before_times_became_text_still_loads(
+    transformed, totesys_dsn, warehouse_dsn, tmp_path
+):
+    """Parquet files of older lakes hold times of day as Parquet TIME: the same values."""
+    import io
+
+    lake, batch_id = transformed
+    legacy = Lake.from_uri(str(tmp_path / "legacy"))
+    manifest = lake.processed_manifest(batch_id)
+    for output in manifest.tables.values():
+        if output.key:
+            frame = pl.read_parquet(io.BytesIO(lake.processed.get(output.key)))
+            frame = frame.with_columns(pl.col("^.*_time$").str.to_time("%H:%M:%S%.3f"))
+            buffer = io.BytesIO()
+            frame.write_parquet(buffer)
+            legacy.processed.put_new(output.key, buffer.getvalue())
+    legacy.processed.put_new(manifest_key(batch_id), manifest.to_json())
+    sales = pl.read_parquet(
+        io.BytesIO(legacy.processed.get(manifest.tables["fact_sales_order"].key))
+    )
+    assert sales.schema["created_time"] == pl.Time
+
+    with connect(warehouse_dsn) as conn:
+        load_batches(conn, legacy, [batch_id])
+
+    assert differences(totesys_dsn, warehouse_dsn) == {}

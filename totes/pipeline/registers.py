@@ -1,0 +1,69 @@
+"""The pipeline's own tables in the warehouse, beside the published eleven (no polars here:
+the audit Lambda reads them too).
+
+- ``etl_loaded_batch``: every batch in the warehouse (``loaded``), or skipped by an
+  operator (``skipped``, with the reason), written in the batch's transaction;
+- ``etl_deleted_row``: warehouse ids whose ToteSys row no longer exists (the warehouse keeps
+  its rows: facts keep history, and a referenced dimension row can never be deleted);
+- ``etl_waiting_row``: fact rows whose dimension row has not arrived yet; each load
+  delivers those whose dimensions have come since.
+"""
+
+from __future__ import annotations
+
+from psycopg2 import sql
+from psycopg2.extensions import cursor as Cursor
+
+BATCH_TABLE = "etl_loaded_batch"
+DELETION_TABLE = "etl_deleted_row"
+WAITING_TABLE = "etl_waiting_row"
+
+DELETION_REGISTER_DDL = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, id integer NOT NULL,"
+    " batch_id text NOT NULL, detected_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (table_name, id))"
+).format(sql.Identifier(DELETION_TABLE))
+
+REGISTERS_DDL: tuple[sql.Composable, ...] = (
+    sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (batch_id text PRIMARY KEY,"
+        " loaded_at timestamptz NOT NULL DEFAULT now(), rows_written jsonb NOT NULL)"
+    ).format(sql.Identifier(BATCH_TABLE)),
+    sql.SQL(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'loaded'"
+        " CHECK (status IN ('loaded', 'skipped')), ADD COLUMN IF NOT EXISTS reason text"
+    ).format(sql.Identifier(BATCH_TABLE)),
+    DELETION_REGISTER_DDL,
+    sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, id integer NOT NULL,"
+        " batch_id text NOT NULL, row jsonb NOT NULL, missing text NOT NULL,"
+        " waiting_since timestamptz NOT NULL DEFAULT now())"
+    ).format(sql.Identifier(WAITING_TABLE)),
+)
+
+
+def ensure_deletion_register(cur: Cursor) -> None:
+    """Create the deletion register when missing (for those who write it)."""
+    cur.execute(DELETION_REGISTER_DDL)
+
+
+def table_exists(cur: Cursor, name: str) -> bool:
+    """Whether the warehouse has one of these tables (an older warehouse may not)."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    return bool(cur.fetchone()[0])
+
+
+def deletion_register_exists(cur: Cursor) -> bool:
+    """Whether the warehouse has the register; a warehouse without one has no deletions."""
+    return table_exists(cur, DELETION_TABLE)
+
+
+def waiting_ids(cur: Cursor) -> dict[str, set[int]]:
+    """The ids of the fact rows waiting for a dimension row, by table."""
+    if not table_exists(cur, WAITING_TABLE):
+        return {}
+    cur.execute(sql.SQL("SELECT table_name, id FROM {}").format(sql.Identifier(WAITING_TABLE)))
+    waiting: dict[str, set[int]] = {}
+    for table, row_id in cur.fetchall():
+        waiting.setdefault(table, set()).add(row_id)
+    return waiting
