@@ -333,26 +333,25 @@ def _mark_deletions(
     snapshot = output.snapshot
     if snapshot is None:
         return 0
-    in_snapshot = sql.SQL("true")
+    in_snapshot = sql.SQL("{} t").format(sql.Identifier(table.name))
     params: list = [table.name, batch_id]
     if not snapshot.full:
-        in_snapshot = sql.SQL("t.{} / %s = ANY(%s::integer[])").format(key)
-        params += [snapshot.width, list(snapshot.buckets)]
+        # Driven by the buckets: a range scan of the key's index per bucket, not a scan of
+        # the whole table (a reconciled bucket or two in a table of millions of rows).
+        in_snapshot = sql.SQL(
+            "unnest(%s::integer[]) AS b(bucket) JOIN {} t"
+            " ON t.{key} >= b.bucket * %s AND t.{key} < (b.bucket + 1) * %s"
+        ).format(sql.Identifier(table.name), key=key)
+        params += [list(snapshot.buckets), snapshot.width, snapshot.width]
     params += [output.quarantined_ids, table.name]
     cur.execute(
         sql.SQL(
             "INSERT INTO {register} (table_name, id, batch_id)"
-            " SELECT DISTINCT %s, t.{key}, %s FROM {target} t"
-            " WHERE {in_snapshot} AND {absent} AND t.{key} <> ALL(%s::integer[])"
+            " SELECT DISTINCT %s, t.{key}, %s FROM {in_snapshot}"
+            " WHERE {absent} AND t.{key} <> ALL(%s::integer[])"
             " AND NOT EXISTS (SELECT 1 FROM {register} r"
             " WHERE r.table_name = %s AND r.id = t.{key})"
-        ).format(
-            register=register,
-            key=key,
-            target=sql.Identifier(table.name),
-            in_snapshot=in_snapshot,
-            absent=absent,
-        ),
+        ).format(register=register, key=key, in_snapshot=in_snapshot, absent=absent),
         params,
     )
     return cur.rowcount
