@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -201,9 +202,12 @@ def bench(
     settings: dict[str, str] | None = None,
     incremental: bool = True,
     burst_minutes: int = 10,
+    progress: Callable[[Measurement], None] = lambda measurement: None,
 ) -> list[Measurement]:
     """Seed at ``scale``; measure both floors; run the three stages once (the initial load);
-    then a run after a burst of business (10 minutes) and a run with nothing new."""
+    then a run after a burst of business (10 minutes) and a run with nothing new.
+    ``progress`` is told each measurement as it is taken (a big scale takes a while)."""
+    results = _Results(progress)
     label = f"bench_{str(scale).replace('.', '_')}"
     names = {"src": f"{label}_src", "wh": f"{label}_wh", "floor": f"{label}_floor"}
     for database in names.values():
@@ -220,7 +224,7 @@ def bench(
     }
     started = time.perf_counter()
     counts = seed_totesys(source, scale=scale)
-    results = [Measurement("seed", time.perf_counter() - started, sum(counts.values()))]
+    results.append(Measurement("seed", time.perf_counter() - started, sum(counts.values())))
     results.append(keyed_floor(source, floor, workdir))
     results.append(copy_floor(source))
     server.drop_database(names["floor"])
@@ -247,9 +251,25 @@ def bench(
     )
     if incremental:
         simulate(source, minutes=burst_minutes)
-        results += warm_run(f"after a {burst_minutes}-minute burst", environment)
-        results += warm_run("nothing new", environment)
-    return results
+        results.extend(warm_run(f"after a {burst_minutes}-minute burst", environment))
+        results.extend(warm_run("nothing new", environment))
+    return list(results)
+
+
+class _Results(list):
+    """The measurements so far, each told to ``progress`` as it is added."""
+
+    def __init__(self, progress: Callable[[Measurement], None]) -> None:
+        super().__init__()
+        self._progress = progress
+
+    def append(self, measurement: Measurement) -> None:
+        super().append(measurement)
+        self._progress(measurement)
+
+    def extend(self, measurements) -> None:
+        for measurement in measurements:
+            self.append(measurement)
 
 
 def report(results: list[Measurement], scale: float) -> dict:
@@ -293,13 +313,16 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         results = bench(
-            server, args.scale, workdir, settings=settings, incremental=not args.no_incremental
+            server,
+            args.scale,
+            workdir,
+            settings=settings,
+            incremental=not args.no_incremental,
+            progress=(lambda m: None) if args.json else (lambda m: print(m.line(), flush=True)),
         )
         if args.json:
             print(json.dumps(report(results, args.scale), indent=1))
         else:
-            for measurement in results:
-                print(measurement.line(), flush=True)
             print(f"  (load average at the end {os.getloadavg()[0]:.2f})")
     finally:
         server.stop()
