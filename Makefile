@@ -113,12 +113,13 @@ run-checks: lint security audit coverage ## Lint, security lint, dependency audi
 
 SOAK_CYCLES ?= 60
 SOAK_SEED ?= 2026
+SOAK_PART_ROWS ?= 60
 soak: requirements ## A long soak: the business moves on, random faults, then warehouse == ToteSys
-	TOTES_SOAK_CYCLES=$(SOAK_CYCLES) TOTES_SOAK_SEED=$(SOAK_SEED) $(BIN)/pytest -q -s tests/integration/local/test_soak.py
+	TOTES_SOAK_CYCLES=$(SOAK_CYCLES) TOTES_SOAK_SEED=$(SOAK_SEED) TOTES_SOAK_PART_ROWS=$(SOAK_PART_ROWS) $(BIN)/pytest -q -s tests/integration/local/test_soak.py
 
 SCALE ?= 10
 bench: requirements ## Per-stage time, rows/s and peak memory beside the COPY floor (SCALE=10)
-	$(BIN)/python -m totes.bench --scale $(SCALE)
+	$(BIN)/python -m totes.local.bench --scale $(SCALE) $(BENCH_FLAGS)
 
 clean: ## Remove the venv, caches, build output and the local state (databases, lake)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov cdk.out build .state

@@ -1,8 +1,13 @@
 """Extract Lambda: ToteSys -> ingestion lake. Input: {} or {"reconcile": true}."""
 
-from totes.pipeline.config import lake_from_env, reconcile_interval_from_env, source_dsn_from_env
+from totes.pipeline.config import (
+    lake_from_env,
+    part_rows_from_env,
+    reconcile_interval_from_env,
+    source_dsn_from_env,
+)
 from totes.pipeline.events import reconcile_requested
-from totes.pipeline.extract import ExtractSettings, run_extract
+from totes.pipeline.extract import DEFAULT_PART_ROWS, ExtractSettings, run_extract
 from totes.pipeline.observability import stage_handler
 
 
@@ -11,5 +16,6 @@ def handler(event: dict) -> dict:
     settings = ExtractSettings(
         reconcile_interval=reconcile_interval_from_env(),
         force_reconcile=reconcile_requested(event),
+        part_rows=part_rows_from_env(DEFAULT_PART_ROWS),
     )
     return run_extract(lake_from_env(), source_dsn_from_env(), settings)

@@ -138,7 +138,14 @@ class FunctionsStack(Stack):
         # narrowest resource it works on. Object ARNs need a trailing '*'.
         statements: dict[str, list[tuple[iam.PolicyStatement, Reason | None]]] = {
             "extract": [
-                (_objects(["s3:GetObject", "s3:PutObject"], ingestion), Reason.OBJECT_WILDCARD),
+                # PutObject also covers a streamed CSV's multipart upload (create, upload
+                # parts, complete); AbortMultipartUpload cleans up one that failed.
+                (
+                    _objects(
+                        ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], ingestion
+                    ),
+                    Reason.OBJECT_WILDCARD,
+                ),
                 (_list(ingestion), None),
                 (read_secret(self.source_secret), None),
             ],

@@ -146,6 +146,7 @@ def test_extract_grants(functions):
     assert _data_grants(functions, "extract") == {
         ("s3:GetObject", f"{INGESTION}/*"),
         ("s3:PutObject", f"{INGESTION}/*"),
+        ("s3:AbortMultipartUpload", f"{INGESTION}/*"),  # a streamed CSV that failed
         ("s3:ListBucket", INGESTION),
         ("secretsmanager:GetSecretValue", SECRET_ARN + "totes/source-db-??????"),
     }  # nothing of the processed lake

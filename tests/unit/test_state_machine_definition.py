@@ -42,6 +42,15 @@ VALUES = {
 }
 # The Lambda tasks: the three stages, and the replay (the load function, rebuilding).
 LAMBDA_TASKS = {**{state: state for state in STAGE_STATES}, "Replay": "Load"}
+# The transform's fan-out: its plan (top level) and its Map (whose iterations are Tasks of
+# their own), both calling the transform function and caught into its alert path.
+FAN_OUT_TASKS = {
+    "Transform: finish": "Transform",
+    "Transform parts": "Transform",
+    "Load: merge": "Load",
+    "Stage parts": "Load",
+}
+MAPS = {"Transform parts": "Transform", "Stage parts": "Load"}
 
 
 @pytest.fixture(scope="module")
@@ -119,31 +128,90 @@ def test_the_lambda_tasks_are_the_three_stages(states: dict[str, dict]) -> None:
         for name, state in states.items()
         if state["Type"] == "Task" and state["Resource"] == "arn:aws:states:::lambda:invoke"
     }
-    assert lambda_tasks == set(LAMBDA_TASKS)
-    for name, stage in LAMBDA_TASKS.items():
-        assert states[name]["Parameters"]["FunctionName"] == VALUES[f"{stage}FunctionArn"]
+    assert lambda_tasks == set(LAMBDA_TASKS) | {"Transform: finish", "Load: merge"}
+    for name, stage in {**LAMBDA_TASKS, **FAN_OUT_TASKS}.items():
+        if name not in MAPS:
+            assert states[name]["Parameters"]["FunctionName"] == VALUES[f"{stage}FunctionArn"]
 
 
-@pytest.mark.parametrize("name", LAMBDA_TASKS)
+def _unit_task(states: dict[str, dict], name: str = "Transform parts") -> dict:
+    processor = states[name]["ItemProcessor"]
+    assert processor["ProcessorConfig"] == {"Mode": "INLINE"}
+    return processor["States"][processor["StartAt"]]
+
+
+def test_the_transform_fans_out_over_units_with_bounded_concurrency(
+    states: dict[str, dict],
+) -> None:
+    transform = states["Transform"]
+    assert transform["Parameters"]["Payload"] == {"fan_out": True}
+    assert transform["Next"] == "Fan out the transform?"
+    (fan_out,) = states["Fan out the transform?"]["Choices"]
+    assert fan_out == {
+        "Variable": "$.transform.fan_out",
+        "BooleanEquals": True,
+        "Next": "Transform parts",
+    }
+    assert states["Fan out the transform?"]["Default"] == "Load"  # the short path
+    mapped = states["Transform parts"]
+    assert mapped["ItemsPath"] == "$.transform.units"
+    assert 1 <= mapped["MaxConcurrency"] <= 10
+    assert mapped["ResultPath"] is None  # nothing per iteration is kept in the state
+    assert mapped["Next"] == "Transform: finish"  # which writes each batch's manifest, last
+    finish = states["Transform: finish"]
+    assert finish["Parameters"]["Payload"] == {}
+    assert finish["ResultPath"] == "$.transform" and finish["Next"] == "Load"
+    task = _unit_task(states)
+    assert task["Parameters"]["FunctionName"] == VALUES["TransformFunctionArn"]
+    assert task["End"] is True
+    assert set(task["ResultSelector"]) == {"unit.$"}
+    (retrier,) = task["Retry"]
+    assert retrier == states["Transform"]["Retry"][0]
+
+
+def test_the_load_stages_big_batches_in_parallel_then_merges_each_in_one_call(
+    states: dict[str, dict],
+) -> None:
+    load = states["Load"]
+    assert load["Parameters"]["Payload"] == {"fan_out": True}
+    assert load["Next"] == "Fan out the load?"
+    (fan_out,) = states["Fan out the load?"]["Choices"]
+    assert fan_out == {"Variable": "$.load.fan_out", "BooleanEquals": True, "Next": "Stage parts"}
+    assert states["Fan out the load?"]["Default"] == "Anything to report?"  # the short path
+    mapped = states["Stage parts"]
+    assert mapped["ItemsPath"] == "$.load.parts"
+    assert 1 <= mapped["MaxConcurrency"] <= 4  # warehouse sessions at once
+    assert mapped["ResultPath"] is None
+    assert mapped["Next"] == "Load: merge"
+    merge = states["Load: merge"]
+    assert merge["Parameters"]["Payload"] == {}  # one transaction per batch, as ever
+    assert merge["ResultPath"] == "$.load" and merge["Next"] == "Anything to report?"
+    task = _unit_task(states, "Stage parts")
+    assert task["Parameters"]["FunctionName"] == VALUES["LoadFunctionArn"]
+    assert task["Retry"] == load["Retry"]  # the database's unavailability included
+
+
+@pytest.mark.parametrize("name", [*LAMBDA_TASKS, "Transform: finish", "Load: merge"])
 def test_each_stage_has_the_same_retry_policy(states: dict[str, dict], name: str) -> None:
     (retrier,) = states[name]["Retry"]
     errors = set(retrier["ErrorEquals"])
     assert errors >= TRANSIENT_LAMBDA_ERRORS
     # Never retry everything: a bug or a bad batch fails the same way every time.
     assert not errors & {"States.ALL", "States.TaskFailed", "InjectedFailure"}
-    assert (DatabaseUnavailableError.__name__ in errors) == (LAMBDA_TASKS[name] in DATABASE_STAGES)
+    stage = {**LAMBDA_TASKS, **FAN_OUT_TASKS}[name]
+    assert (DatabaseUnavailableError.__name__ in errors) == (stage in DATABASE_STAGES)
     assert retrier["IntervalSeconds"] == VALUES["RetryIntervalSeconds"]
     assert retrier["MaxAttempts"] == 3
     assert retrier["BackoffRate"] == 2.0
     assert retrier["JitterStrategy"] == "FULL"
 
 
-@pytest.mark.parametrize("name", LAMBDA_TASKS)
+@pytest.mark.parametrize("name", [*LAMBDA_TASKS, *FAN_OUT_TASKS])
 def test_each_stage_catches_everything_into_its_alert_path(
     states: dict[str, dict], name: str
 ) -> None:
     (catcher,) = states[name]["Catch"]
-    stage = name if name in STAGE_STATES else "Replay"
+    stage = FAN_OUT_TASKS.get(name, name if name in STAGE_STATES else "Replay")
     assert catcher == {
         "ErrorEquals": ["States.ALL"],
         "ResultPath": "$.error",
@@ -184,14 +252,23 @@ def test_success_paths_never_touch_the_alert(definition: dict, states: dict[str,
         return [[name, *rest] for n in nexts for rest in normal_paths(n)]
 
     paths = normal_paths(definition["StartAt"])
-    run = ("Read input", "Replay?", "Extract", "Transform", "Load", "Anything to report?")
+    transform = ("Read input", "Replay?", "Extract", "Transform", "Fan out the transform?")
+    loads = [
+        ("Load", "Fan out the load?"),
+        ("Load", "Fan out the load?", "Stage parts", "Load: merge"),
+    ]
+    runs = [
+        (*transform, *middle, *load, "Anything to report?")
+        for middle in ((), ("Transform parts", "Transform: finish"))
+        for load in loads
+    ]
     replay = (
         "Read input", "Replay?", "Replay: nothing extracted", "Replay",
         "Replay: no stage warnings", "Anything to report?",
     )  # fmt: skip
     assert {tuple(p) for p in paths} == {
-        (*run, "Done"),
-        (*run, "Publish warnings", "Done"),
+        *((*run, "Done") for run in runs),
+        *((*run, "Publish warnings", "Done") for run in runs),
         (*replay, "Done"),
         (*replay, "Publish warnings", "Done"),
     }
@@ -244,6 +321,14 @@ def test_the_state_data_stays_small(states: dict[str, dict]) -> None:
     }
     for name, stage in LAMBDA_TASKS.items():
         assert states[name]["ResultPath"] == f"$.{stage.lower()}"
+    assert set(states["Transform"]["ResultSelector"]) == {
+        "batch_ids.$", "rows.$", "quarantined.$", "warnings.$", "fan_out.$", "units.$",
+    }  # fmt: skip
+    assert states["Transform: finish"]["ResultSelector"] == {
+        k: v
+        for k, v in states["Transform"]["ResultSelector"].items()
+        if k[:-2] not in ("fan_out", "units")
+    }
 
 
 def _subclasses(cls: type) -> set[str]:

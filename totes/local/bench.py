@@ -1,7 +1,16 @@
-"""`make bench`: the pipeline's speed and memory at a given scale, beside PostgreSQL's own
-COPY floor (COPY out of every ToteSys table and COPY into an unconstrained copy).
+"""`make bench`: the pipeline's speed and memory at a given scale, side by side with
+PostgreSQL's own COPY floor, measured in the same run on the same server.
 
-Each stage runs in its own Python process, as in a Lambda, so its peak memory is its own.
+- The keyed floor is what any warehouse load must at least do: COPY every ToteSys table out
+  to files, then COPY the files into logged tables that have their primary keys.
+- The unconstrained floor: COPY out into memory and into temporary tables without keys.
+- Each stage of the initial run executes in its own Python process through its real Lambda
+  handler, as in a Lambda, so its peak memory (VmHWM) is its own.
+- Then an incremental run after a 10-minute burst of business, and a run with nothing new:
+  the three handlers in one process whose imports are done before the clock starts, as a
+  warm Lambda runs them every 10 minutes.
+
+Figures are printed (``--json`` for machines), never asserted: benchmarks are not tests.
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from psycopg2 import sql
@@ -24,6 +34,9 @@ from totes.local.embedded_postgres import EmbeddedPostgres
 from totes.pipeline.db import connect
 from totes.schema.source import SOURCE_TABLES
 from totes.totesys.seed import seed_totesys
+from totes.totesys.simulate import simulate
+
+STAGES = ("extract", "transform", "load")
 
 # Each stage runs through its real Lambda handler, as the state machine would call it.
 _STAGE_CODE = """
@@ -36,6 +49,21 @@ peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status")
 print(json.dumps({"result": result, "peak_kib": peak_kib}))
 """
 
+# One warm run: the handlers imported first (a warm Lambda has them), then timed in turn.
+_RUN_CODE = """
+import importlib, json, time
+stages = ("extract", "transform", "load")
+handlers = {s: importlib.import_module(f"lambdas.{s}").handler for s in stages}
+timings, results = {}, {}
+for stage, handler in handlers.items():
+    started = time.perf_counter()
+    results[stage] = handler({}, None)
+    timings[stage] = time.perf_counter() - started
+peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status")
+                if line.startswith("VmHWM:"))
+print(json.dumps({"timings": timings, "results": results, "peak_kib": peak_kib}))
+"""
+
 
 @dataclass
 class Measurement:
@@ -43,19 +71,21 @@ class Measurement:
     seconds: float
     rows: int
     peak_mib: float | None = None
+    note: str = ""
 
     def line(self) -> str:
-        rate = f"{self.rows / self.seconds:>12,.0f} rows/s" if self.seconds else ""
-        peak = f"{self.peak_mib:>8,.0f} MiB peak" if self.peak_mib is not None else ""
-        return f"  {self.name:<22}{self.seconds:>8.1f} s {self.rows:>12,} rows {rate} {peak}"
+        rate = f"{self.rows / self.seconds:>10,.0f} rows/s" if self.seconds else " " * 17
+        peak = f"{self.peak_mib:>7,.0f} MiB peak" if self.peak_mib is not None else " " * 16
+        return (
+            f"  {self.name:<34}{self.seconds:>8.2f} s {self.rows:>11,} rows {rate} {peak}"
+            f"  {self.note}"
+        ).rstrip()
 
 
-def _run_stage(stage: str, batch_ids: list[str], environment: dict[str, str]) -> tuple[dict, float]:
-    """(result, peak MiB) of one stage run in a child process."""
-    event = {"batch_ids": batch_ids} if batch_ids else {}
+def _child(code: str, args: list[str], environment: dict[str, str]) -> dict:
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(  # noqa: S603 (our interpreter, our code, our batch ids)
-            [sys.executable, "-c", _STAGE_CODE, stage, json.dumps(event)],
+            [sys.executable, "-c", code, *args],
             env=os.environ | environment,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -63,13 +93,24 @@ def _run_stage(stage: str, batch_ids: list[str], environment: dict[str, str]) ->
         stdout, _ = process.communicate()
         if process.returncode:
             errors.seek(0)
-            raise RuntimeError(f"{stage} failed: {errors.read().decode()[-2000:]}")
-    report = json.loads(stdout.decode().strip().splitlines()[-1])
+            raise RuntimeError(f"{args[:1]} failed: {errors.read().decode()[-3000:]}")
+    return json.loads(stdout.decode().strip().splitlines()[-1])
+
+
+def _run_stage(stage: str, batch_ids: list[str], environment: dict[str, str]) -> tuple[dict, float]:
+    """(result, peak MiB) of one stage run in a child process."""
+    event = {"batch_ids": batch_ids} if batch_ids else {}
+    report = _child(_STAGE_CODE, [stage, json.dumps(event)], environment)
     return report["result"], report["peak_kib"] / 1024
 
 
+def _rows(result: dict) -> int:
+    rows = result.get("rows", 0)
+    return rows if isinstance(rows, int) else sum(rows.values())
+
+
 def copy_floor(source_dsn: str) -> Measurement:
-    """COPY every table out, then into an unconstrained temporary copy of it."""
+    """COPY every table out into memory, then into an unconstrained temporary copy of it."""
     rows = 0
     started = time.perf_counter()
     with connect(source_dsn) as conn, conn.cursor() as cur:
@@ -83,51 +124,206 @@ def copy_floor(source_dsn: str) -> Measurement:
             cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(floor), buffer)
             rows += cur.rowcount
         conn.rollback()
-    return Measurement("COPY out + in (floor)", time.perf_counter() - started, rows)
+    return Measurement(
+        "floor, unconstrained", time.perf_counter() - started, rows, note="COPY out + in, no keys"
+    )
 
 
-def bench(server: EmbeddedPostgres, scale: float, workdir: Path) -> list[Measurement]:
-    """Seed at ``scale``, run the three stages once, and measure the COPY floor."""
+def keyed_floor(source_dsn: str, floor_dsn: str, workdir: Path) -> Measurement:
+    """COPY every table out to a file, then into a logged table WITH its primary key (in
+    another database of the same server): what any warehouse load must at least do."""
+    files = workdir / "floor"
+    files.mkdir(exist_ok=True)
+    rows = 0
+    started = time.perf_counter()
+    with connect(source_dsn) as source, source.cursor() as cur:
+        for table in SOURCE_TABLES:
+            with (files / f"{table.name}.csv").open("wb") as out:
+                cur.copy_expert(
+                    sql.SQL("COPY {} TO STDOUT WITH (FORMAT csv)").format(
+                        sql.Identifier(table.name)
+                    ),
+                    out,
+                )
+        source.rollback()
+    with connect(floor_dsn) as floor, floor.cursor() as cur:
+        for table in SOURCE_TABLES:
+            columns = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_floor_type(c.pg_type)))
+                for c in table.columns
+            )
+            cur.execute(
+                sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
+                    sql.Identifier(table.name), columns, sql.Identifier(table.primary_key)
+                )
+            )
+            with (files / f"{table.name}.csv").open("rb") as data:
+                cur.copy_expert(
+                    sql.SQL("COPY {} FROM STDIN WITH (FORMAT csv)").format(
+                        sql.Identifier(table.name)
+                    ),
+                    data,
+                )
+            rows += cur.rowcount
+        floor.commit()
+    shutil.rmtree(files, ignore_errors=True)
+    return Measurement(
+        "floor, keyed", time.perf_counter() - started, rows, note="COPY out to files + into PK'd"
+    )
+
+
+def _floor_type(pg_type: str) -> str:
+    # The floor database has no ToteSys enum types: their labels are text there.
+    if pg_type.startswith('"'):
+        return "text"
+    return "integer" if pg_type == "serial" else pg_type
+
+
+def warm_run(name: str, environment: dict[str, str]) -> list[Measurement]:
+    """One pipeline execution's three stages, timed in one warm process."""
+    report = _child(_RUN_CODE, [], environment)
+    peak = report["peak_kib"] / 1024
+    lines = [
+        Measurement(
+            f"{name}: {stage}", report["timings"][stage], _rows(report["results"][stage]), peak
+        )
+        for stage in STAGES
+    ]
+    total = sum(report["timings"].values())
+    lines.append(Measurement(f"{name}: run", total, lines[0].rows, peak))
+    return lines
+
+
+def bench(
+    server: EmbeddedPostgres,
+    scale: float,
+    workdir: Path,
+    *,
+    settings: dict[str, str] | None = None,
+    incremental: bool = True,
+    burst_minutes: int = 10,
+    progress: Callable[[Measurement], None] = lambda measurement: None,
+) -> list[Measurement]:
+    """Seed at ``scale``; measure both floors; run the three stages once (the initial load);
+    then a run after a burst of business (10 minutes) and a run with nothing new.
+    ``progress`` is told each measurement as it is taken (a big scale takes a while)."""
+    results = _Results(progress)
     label = f"bench_{str(scale).replace('.', '_')}"
-    for database in (f"{label}_src", f"{label}_wh"):
+    names = {"src": f"{label}_src", "wh": f"{label}_wh", "floor": f"{label}_floor"}
+    for database in names.values():
         server.drop_database(database)
-    source = server.ensure_database(f"{label}_src")
+    source = server.ensure_database(names["src"])
+    floor = server.ensure_database(names["floor"])
     environment = {
         "SOURCE_DSN": source,
-        "WAREHOUSE_DSN": server.ensure_database(f"{label}_wh"),
+        "WAREHOUSE_DSN": server.ensure_database(names["wh"]),
         "LAKE": str(workdir / "lake"),
         "POWERTOOLS_METRICS_DISABLED": "true",
         "LOG_LEVEL": "WARNING",
+        **(settings or {}),
     }
     started = time.perf_counter()
     counts = seed_totesys(source, scale=scale)
-    results = [Measurement("seed", time.perf_counter() - started, sum(counts.values()))]
+    results.append(Measurement("seed", time.perf_counter() - started, sum(counts.values())))
+    results.append(keyed_floor(source, floor, workdir))
     results.append(copy_floor(source))
+    server.drop_database(names["floor"])
     batch_ids: list[str] = []
     total = 0.0
-    for stage in ("extract", "transform", "load"):
+    peaks = []
+    for stage in STAGES:
         started = time.perf_counter()
         result, peak = _run_stage(stage, batch_ids, environment)
         seconds = time.perf_counter() - started
         total += seconds
+        peaks.append(peak)
         batch_ids = result.get("pending_batch_ids") or result.get("batch_ids") or batch_ids
-        rows = result["rows"] if isinstance(result["rows"], int) else sum(result["rows"].values())
-        results.append(Measurement(stage, seconds, rows, peak))
-    results.append(Measurement("pipeline (3 stages)", total, results[2].rows))
-    return results
+        results.append(Measurement(f"initial: {stage}", seconds, _rows(result), peak))
+    keyed = results[1].seconds
+    results.append(
+        Measurement(
+            "initial: pipeline (3 stages)",
+            total,
+            results[3].rows,
+            max(peaks),
+            note=f"{total / keyed:.2f}x the keyed floor",
+        )
+    )
+    if incremental:
+        simulate(source, minutes=burst_minutes)
+        results.extend(warm_run(f"after a {burst_minutes}-minute burst", environment))
+        results.extend(warm_run("nothing new", environment))
+    return list(results)
+
+
+class _Results(list):
+    """The measurements so far, each told to ``progress`` as it is added."""
+
+    def __init__(self, progress: Callable[[Measurement], None]) -> None:
+        super().__init__()
+        self._progress = progress
+
+    def append(self, measurement: Measurement) -> None:
+        super().append(measurement)
+        self._progress(measurement)
+
+    def extend(self, measurements) -> None:
+        for measurement in measurements:
+            self.append(measurement)
+
+
+def report(results: list[Measurement], scale: float) -> dict:
+    """The measurements as JSON, with the ratio to the keyed floor."""
+    by_name = {m.name: m for m in results}
+    pipeline = by_name["initial: pipeline (3 stages)"].seconds
+    return {
+        "scale": scale,
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "ratio_to_keyed_floor": pipeline / by_name["floor, keyed"].seconds,
+        "ratio_to_unconstrained_floor": pipeline / by_name["floor, unconstrained"].seconds,
+        "measurements": [asdict(m) for m in results],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--scale", type=float, default=10.0, help="ToteSys scale (default 10)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--no-incremental", action="store_true", help="only the floors and the initial load"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a stage setting for this run (e.g. PART_ROWS=200000)",
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.set)
     workdir = Path(tempfile.mkdtemp(prefix="totes-bench-"))
     workdir.chmod(0o755)  # as root, PostgreSQL runs as 'pgserver' and must enter it
     server = EmbeddedPostgres(workdir / "pgdata", delete_on_exit=True)
     try:
-        print(f"Benchmark at scale {args.scale:g} ({os.cpu_count()} cores)", flush=True)
-        for measurement in bench(server, args.scale, workdir):
-            print(measurement.line(), flush=True)
+        if not args.json:
+            print(
+                f"Benchmark at scale {args.scale:g} ({os.cpu_count()} cores, load average "
+                f"{os.getloadavg()[0]:.2f} at the start)",
+                flush=True,
+            )
+        results = bench(
+            server,
+            args.scale,
+            workdir,
+            settings=settings,
+            incremental=not args.no_incremental,
+            progress=(lambda m: None) if args.json else (lambda m: print(m.line(), flush=True)),
+        )
+        if args.json:
+            print(json.dumps(report(results, args.scale), indent=1))
+        else:
+            print(f"  (load average at the end {os.getloadavg()[0]:.2f})")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -82,6 +82,8 @@ class RunSettings:
     # Where the run's report is kept for `totes status` (<runs_dir>/<execution>.json): moto's
     # executions vanish with the process. None: not kept (tests).
     runs_dir: Path | None = None
+    # More settings for the handlers (e.g. PART_ROWS), as their environment variables.
+    stage_settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.fail_at is not None and self.fail_at not in STAGES:
@@ -97,11 +99,15 @@ class RunSettings:
 
     def handler_environment(self) -> dict[str, str]:
         """The environment plus what quietens the handlers locally (no metrics)."""
-        return self.environment() | {
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "LOG_LEVEL": self.log_level,
-            "POWERTOOLS_LOG_LEVEL": self.log_level,
-        }
+        return (
+            self.environment()
+            | self.stage_settings
+            | {
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "LOG_LEVEL": self.log_level,
+                "POWERTOOLS_LOG_LEVEL": self.log_level,
+            }
+        )
 
 
 @contextmanager

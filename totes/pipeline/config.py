@@ -7,6 +7,7 @@
 | SOURCE_DSN / SOURCE_DB_SECRET_ARN | extract | ToteSys: a DSN (local) or a secret (AWS) |
 | WAREHOUSE_DSN / WAREHOUSE_DB_SECRET_ARN | load | the warehouse, likewise |
 | RECONCILE_INTERVAL_MINUTES | extract | reconcile at most this often (default 0: every run) |
+| PART_ROWS | extract | rows per CSV part (default 100000): bounds memory and the work of one call |
 """
 
 from __future__ import annotations
@@ -54,3 +55,10 @@ def reconcile_interval_from_env() -> timedelta:
             f"RECONCILE_INTERVAL_MINUTES must be a whole number of minutes, got {raw!r}"
         )
     return timedelta(minutes=int(raw))
+
+
+def part_rows_from_env(default: int) -> int:
+    raw = os.environ.get("PART_ROWS", "").strip() or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"PART_ROWS must be a positive whole number of rows, got {raw!r}")
+    return int(raw)

@@ -56,3 +56,43 @@ def replay_requested(event: dict) -> str | None:
     if isinstance(value, str) and value:
         return value
     raise InvalidInputError(f"'replay' must be \"all\" or a warehouse table; got {value!r:.100}")
+
+
+def fan_out_allowed(event: dict) -> bool:
+    """``{"fan_out": true}``: a batch too big for one call is listed in units of work for
+    the state machine's Map instead of being done in this call."""
+    value = _dict(event).get("fan_out", False)
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"'fan_out' must be true or false, got {value!r:.100}")
+    return value
+
+
+def unit_from(event: dict) -> tuple[str, int] | None:
+    """``{"batch_id": ..., "unit": n}``: one unit of one batch (a Map iteration)."""
+    raw = _dict(event)
+    if "unit" not in raw:
+        return None
+    unit, batch_id = raw["unit"], raw.get("batch_id")
+    if not isinstance(unit, int) or isinstance(unit, bool) or unit < 0:
+        raise InvalidInputError(f"'unit' must be a whole number >= 0, got {unit!r:.100}")
+    try:
+        return check_batch_id(batch_id), unit
+    except LakeError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def part_from(event: dict) -> tuple[str, str, int] | None:
+    """``{"batch_id": ..., "table": ..., "part": n}``: one part of one warehouse table of
+    one batch, to stage (a Map iteration); the load checks the table against the schema."""
+    raw = _dict(event)
+    if "part" not in raw:
+        return None
+    part, table, batch_id = raw["part"], raw.get("table"), raw.get("batch_id")
+    if not isinstance(part, int) or isinstance(part, bool) or part < 0:
+        raise InvalidInputError(f"'part' must be a whole number >= 0, got {part!r:.100}")
+    if not isinstance(table, str):
+        raise InvalidInputError(f"'table' must name a warehouse table, got {table!r:.100}")
+    try:
+        return check_batch_id(batch_id), table, part
+    except LakeError as exc:
+        raise InvalidInputError(str(exc)) from None

@@ -19,11 +19,14 @@ How nothing is lost or duplicated:
   table against the checksums from before the skipped batch, so its rows come again.
 - Every query of a run reads one snapshot (REPEATABLE READ), and runs are serialised by an
   advisory lock on the source, so overlapping executions cannot interleave their batches.
+- Memory is bounded by a setting, not by the data: COPY output streams into the lake, and a
+  table with more rows than ``part_rows`` is written as several CSVs (parts), each one id
+  range counted in the same snapshot; the manifest records every part and its row count.
+  The extract stays one call (one snapshot); the transform and load may fan out by part.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +39,7 @@ from totes.pipeline.db import connect
 from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
+    Part,
     Snapshot,
     TableExtract,
     batch_id_at,
@@ -57,6 +61,9 @@ BUCKET_WIDTH = 100
 EXTRACT_LOCK_ID = 7_146_203_951
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'
 MAX_WARNINGS = 20
+# Rows per CSV part: bounds the memory of the transform and the load (which handle one part
+# at a time) and the work of one call when they fan out (config: PART_ROWS).
+DEFAULT_PART_ROWS = 100_000
 
 
 class SchemaDriftError(Exception):
@@ -69,6 +76,7 @@ class ExtractSettings:
 
     reconcile_interval: timedelta = timedelta(0)
     force_reconcile: bool = False  # `totes run --reconcile`, input {"reconcile": true}
+    part_rows: int = DEFAULT_PART_ROWS
 
 
 def _compatible_retype(declared: str, found: str) -> bool:
@@ -142,7 +150,7 @@ def _selection(
     if ids is None:
         return sql.SQL("")
     return sql.SQL(
-        " WHERE {pk} = ANY({ids}::integer[]) OR {pk} / {width} = ANY({b}::integer[])"
+        " WHERE ({pk} = ANY({ids}::integer[]) OR {pk} / {width} = ANY({b}::integer[]))"
     ).format(
         pk=sql.Identifier(table.primary_key),
         ids=sql.Literal(ids),
@@ -151,10 +159,33 @@ def _selection(
     )
 
 
-def _copy_csv(
-    conn: Connection, table: SourceTable, ids: list[int] | None, buckets: list[int] | None
-) -> bytes:
-    """The selected rows of the table as CSV, by COPY."""
+def _in_range(table: SourceTable, where: sql.Composable, low: int, high: int) -> sql.Composable:
+    """``where`` (a WHERE clause or nothing) narrowed to ids low..high (literals: COPY
+    takes no parameters)."""
+    narrowed = sql.SQL("{} BETWEEN {} AND {}").format(
+        sql.Identifier(table.primary_key), sql.Literal(low), sql.Literal(high)
+    )
+    if where == sql.SQL(""):
+        return sql.SQL(" WHERE {}").format(narrowed)
+    return sql.SQL("{} AND {}").format(where, narrowed)
+
+
+def _part_ranges(
+    conn: Connection, table: SourceTable, where: sql.Composable, part_rows: int
+) -> list[tuple[int, int, int]]:
+    """(first id, last id, rows) of each run of ``part_rows`` selected rows, in id order."""
+    pk = sql.Identifier(table.primary_key)
+    query = sql.SQL(
+        "SELECT min(id), max(id), count(*) FROM (SELECT {pk} AS id,"
+        " (row_number() OVER (ORDER BY {pk}) - 1) / %s AS part FROM {table}{where}) s"
+        " GROUP BY part ORDER BY part"
+    ).format(pk=pk, table=sql.Identifier(table.name), where=where)
+    with conn.cursor() as cur:
+        cur.execute(query, (part_rows,))
+        return [(int(low), int(high), int(rows)) for low, high, rows in cur.fetchall()]
+
+
+def _copy_to(conn: Connection, table: SourceTable, where: sql.Composable, stream) -> None:
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     query = sql.SQL(
         "COPY (SELECT {columns} FROM {table}{where} ORDER BY {pk}) TO STDOUT"
@@ -162,13 +193,49 @@ def _copy_csv(
     ).format(
         columns=columns,
         table=sql.Identifier(table.name),
-        where=_selection(table, ids, buckets),
+        where=where,
         pk=sql.Identifier(table.primary_key),
     )
-    buffer = io.BytesIO()
     with conn.cursor() as cur:
-        cur.copy_expert(query, buffer)
-    return buffer.getvalue()
+        cur.copy_expert(query, stream, size=1 << 16)
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """Where this batch's CSVs go, and how many rows one part holds."""
+
+    lake: Lake
+    batch_id: str
+    settings: ExtractSettings
+
+    @property
+    def part_rows(self) -> int:
+        return self.settings.part_rows
+
+    def copy(
+        self,
+        conn: Connection,
+        table: SourceTable,
+        ids: list[int] | None,
+        buckets: list[int] | None,
+        rows: int,
+    ) -> list[Part]:
+        """Stream the selected rows (``rows`` of them, counted in this snapshot) into the
+        lake: one CSV, or one per part of at most ``part_rows`` rows, each part's rows
+        counted in the same snapshot."""
+        where = _selection(table, ids, buckets)
+        if rows <= self.part_rows:
+            ranges = [(None, None, rows)]
+        else:
+            ranges = _part_ranges(conn, table, where, self.part_rows)
+        parts = []
+        for number, (low, high, count) in enumerate(ranges, start=1):
+            key = csv_key(table.name, self.batch_id, number if len(ranges) > 1 else None)
+            part_where = where if low is None else _in_range(table, where, low, high)
+            with self.lake.ingestion.open_new(key) as stream:
+                _copy_to(conn, table, part_where, stream)
+            parts.append(Part(key, count))
+        return parts
 
 
 def _count_rows(
@@ -239,7 +306,7 @@ class _TableRun:
     """What one table contributes to the batch."""
 
     extract: TableExtract
-    data: bytes | None = None
+    parts: list[Part] | None = None  # the CSVs written to the lake (None: no file)
     recent: dict[str, str] = field(default_factory=dict)
     checksums: dict[int, tuple[int, int]] | None = None  # to store: the reconciled state
 
@@ -291,7 +358,7 @@ def _recent(window: list[tuple[str, str, str]], watermark: str) -> dict[str, str
 
 
 def _extract_table(
-    conn: Connection, table: SourceTable, base: _Base, now: datetime, settings: ExtractSettings
+    conn: Connection, table: SourceTable, base: _Base, now: datetime, writer: _Writer
 ) -> _TableRun:
     now_iso = now.isoformat(timespec="milliseconds")
     before = base.previous.tables.get(table.name) if base.previous else None
@@ -307,7 +374,7 @@ def _extract_table(
         window = _window_hashes(conn, table, watermark)
         run = _full_copy(
             conn, table, watermark, future, _recent(window, watermark),
-            checksums=bucket_checksums(conn, table), checksums_key=None,
+            checksums=bucket_checksums(conn, table), checksums_key=None, writer=writer,
         )  # fmt: skip
         run.extract.changed_rows = run.extract.rows  # all of it is new to the lake
         return run
@@ -322,7 +389,7 @@ def _extract_table(
 
     changed: list[int] = []
     stored: dict[int, tuple[int, int]] | None = None
-    if _reconcile_due(settings, base, checksums_key, now):
+    if _reconcile_due(writer.settings, base, checksums_key, now):
         source = bucket_checksums(conn, table)
         previous = base.checksums(table.name)
         changed = sorted(
@@ -332,8 +399,9 @@ def _extract_table(
 
     if table.name in FULL_COPY_TABLES and (new_ids or changed or full_copy is None):
         run = _full_copy(
-            conn, table, watermark, future, recent, checksums=stored, checksums_key=checksums_key
-        )
+            conn, table, watermark, future, recent,
+            checksums=stored, checksums_key=checksums_key, writer=writer,
+        )  # fmt: skip
         run.extract.changed_rows = len(new_ids)
         return run
     extract = TableExtract(
@@ -348,8 +416,8 @@ def _extract_table(
     )
     run = _TableRun(extract=extract, recent=recent, checksums=stored)
     if new_ids or changed:
-        run.data = _copy_csv(conn, table, new_ids, changed)
         extract.rows = _count_rows(conn, table, new_ids, changed)
+        run.parts = writer.copy(conn, table, new_ids, changed, extract.rows)
     return run
 
 
@@ -362,6 +430,7 @@ def _full_copy(
     *,
     checksums: dict[int, tuple[int, int]] | None,
     checksums_key: str | None,
+    writer: _Writer,
 ) -> _TableRun:
     """The whole table: its first extract, or a changed table the transform needs whole."""
     extract = TableExtract(
@@ -373,8 +442,8 @@ def _full_copy(
         checksums=checksums_key,
         full_copy=None,  # this batch, once written
     )
-    data = _copy_csv(conn, table, None, None)
-    return _TableRun(extract=extract, data=data, recent=recent, checksums=checksums)
+    parts = writer.copy(conn, table, None, None, extract.rows)
+    return _TableRun(extract=extract, parts=parts, recent=recent, checksums=checksums)
 
 
 @dataclass(frozen=True)
@@ -414,7 +483,8 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
         cur.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
         now: datetime = cur.fetchone()[0]
     batch_id = batch_id_at(now)
-    runs = {table.name: _extract_table(conn, table, base, now, settings) for table in SOURCE_TABLES}
+    writer = _Writer(lake, batch_id, settings)
+    runs = {table.name: _extract_table(conn, table, base, now, writer) for table in SOURCE_TABLES}
     conn.commit()
     # Told once, when they appear (logged every run): a run every 10 minutes would
     # otherwise repeat the same email until someone fixes ToteSys.
@@ -431,13 +501,13 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
     for warning in schema_warnings:
         logger.warning(warning)
     warnings = warnings[:MAX_WARNINGS]
-    has_data = any(run.data is not None for run in runs.values())
+    has_data = any(run.parts is not None for run in runs.values())
     if not has_data and not base.repairs and schema_warnings == known_schema:
         return ExtractOutcome(None, [])
     for name, run in runs.items():
-        if run.data is not None:
-            run.extract.key = csv_key(name, batch_id)
-            lake.ingestion.put_new(run.extract.key, run.data)
+        if run.parts is not None:  # written above, while the snapshot was open
+            run.extract.key = run.parts[0].key
+            run.extract.parts = run.parts if len(run.parts) > 1 else []
             if run.extract.snapshot is not None and run.extract.snapshot.full:
                 run.extract.full_copy = batch_id
         if run.checksums is not None:

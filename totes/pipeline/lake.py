@@ -3,7 +3,9 @@
 Two write-once stores (S3 buckets on AWS, folders locally):
 
 ingestion/                                   (extract writes, transform reads)
-    <table>/<yyyy>/<mm>/<dd>/<batch_id>.csv  one CSV per ToteSys table per batch
+    <table>/<yyyy>/<mm>/<dd>/<batch_id>.csv  one CSV per ToteSys table per batch, or, for a
+                                             table with more rows than a part holds,
+    <table>/<yyyy>/<mm>/<dd>/<batch_id>.p00001.csv   one CSV per part (ascending id ranges)
     _manifests/<batch_id>.json               what the batch holds; written LAST
     _checksums/<table>/<yyyy>/<mm>/<dd>/<batch_id>.json
                                              the source's bucket checksums when the batch
@@ -13,7 +15,10 @@ ingestion/                                   (extract writes, transform reads)
                                              delivers its rows again
 processed/                                   (transform writes, load reads)
     <table>/<yyyy>/<mm>/<dd>/<batch_id>.parquet   one Parquet per warehouse table per batch
+                                             (or per part: <batch_id>.p00001.parquet ...)
     _manifests/<batch_id>.json               written after every Parquet file of the batch
+    _units/<batch_id>/<unit>.json            what one unit of a big batch wrote, when the
+                                             state machine fans the transform out (Map)
     _quarantine/<source_table>/<yyyy>/<mm>/<dd>/<batch_id>.csv
                                              source rows the transform set aside, each with
                                              its row, column, value and reason
@@ -40,6 +45,7 @@ MANIFESTS = "_manifests/"
 CHECKSUMS = "_checksums/"
 SKIPPED = "_skipped/"
 QUARANTINE = "_quarantine/"
+UNITS = "_units/"
 _BATCH_ID = re.compile(r"^\d{8}T\d{12}Z$")
 
 
@@ -63,12 +69,17 @@ def _dated(table: str, batch_id: str, suffix: str) -> str:
     return f"{table}/{batch_id[0:4]}/{batch_id[4:6]}/{batch_id[6:8]}/{batch_id}{suffix}"
 
 
-def csv_key(table: str, batch_id: str) -> str:
-    return _dated(table, batch_id, ".csv")
+def _part(part: int | None) -> str:
+    return "" if part is None else f".p{part:05d}"
 
 
-def parquet_key(table: str, batch_id: str) -> str:
-    return _dated(table, batch_id, ".parquet")
+def csv_key(table: str, batch_id: str, part: int | None = None) -> str:
+    """The batch's CSV of ``table``; with ``part`` (1, 2, ...), one part of it."""
+    return _dated(table, batch_id, f"{_part(part)}.csv")
+
+
+def parquet_key(table: str, batch_id: str, part: int | None = None) -> str:
+    return _dated(table, batch_id, f"{_part(part)}.parquet")
 
 
 def manifest_key(batch_id: str) -> str:
@@ -81,6 +92,10 @@ def checksums_key(table: str, batch_id: str) -> str:
 
 def skip_key(batch_id: str) -> str:
     return f"{SKIPPED}{check_batch_id(batch_id)}.json"
+
+
+def unit_result_key(batch_id: str, unit: int) -> str:
+    return f"{UNITS}{check_batch_id(batch_id)}/{int(unit):05d}.json"
 
 
 def quarantine_key(source_table: str, batch_id: str) -> str:
@@ -119,12 +134,30 @@ class Snapshot:
         return cls(int(raw["width"]), None if buckets is None else tuple(int(b) for b in buckets))
 
 
+@dataclass(frozen=True)
+class Part:
+    """One file of a table's rows in a batch, and how many rows it holds (checked)."""
+
+    key: str
+    rows: int
+
+
+def _parts_from(raw: list | None) -> list[Part]:
+    return [Part(p["key"], int(p["rows"])) for p in raw or []]
+
+
+def _files(key: str | None, rows: int, parts: list[Part]) -> list[Part]:
+    if parts:
+        return list(parts)
+    return [Part(key, rows)] if key is not None else []
+
+
 @dataclass
 class TableExtract:
     """What one batch holds for one ToteSys table."""
 
     rows: int
-    key: str | None  # the CSV; None when the batch has no rows for the table
+    key: str | None  # the CSV (the first part's); None when the batch has no rows for it
     watermark: str | None  # largest last_updated seen so far (ISO, ms), from the data
     # Of ``rows``, those found by their last_updated; the rest were re-read whole (a first
     # extract, a full copy, a reconciled bucket) and are mostly unchanged.
@@ -137,6 +170,13 @@ class TableExtract:
     # The batch whose CSV is the latest full copy of the table (tables the transform needs
     # whole), carried forward like ``checksums``.
     full_copy: str | None = None
+    # More rows than one part holds: one CSV per id range, in id order ([] : one file).
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Part]:
+        """Every CSV of the table in this batch, in id order, with its row count."""
+        return _files(self.key, self.rows, self.parts)
 
     def to_dict(self) -> dict:
         raw = asdict(self)
@@ -145,7 +185,13 @@ class TableExtract:
 
     @classmethod
     def from_dict(cls, raw: dict) -> TableExtract:
-        return cls(**{**raw, "snapshot": Snapshot.from_dict(raw.get("snapshot"))})
+        return cls(
+            **{
+                **raw,
+                "snapshot": Snapshot.from_dict(raw.get("snapshot")),
+                "parts": _parts_from(raw.get("parts")),
+            }
+        )
 
 
 @dataclass
@@ -193,6 +239,12 @@ class TableOutput:
     snapshot: Snapshot | None = None  # from the source table the rows' ids come from
     # Ids of source rows set aside (quarantined): they exist, so they are never "deleted".
     quarantined_ids: list[int] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)  # one Parquet per part ([]: one file)
+
+    @property
+    def files(self) -> list[Part]:
+        """Every Parquet file of the table in this batch, with its row count."""
+        return _files(self.key, self.rows, self.parts)
 
     def to_dict(self) -> dict:
         raw = asdict(self)
@@ -201,7 +253,13 @@ class TableOutput:
 
     @classmethod
     def from_dict(cls, raw: dict) -> TableOutput:
-        return cls(**{**raw, "snapshot": Snapshot.from_dict(raw.get("snapshot"))})
+        return cls(
+            **{
+                **raw,
+                "snapshot": Snapshot.from_dict(raw.get("snapshot")),
+                "parts": _parts_from(raw.get("parts")),
+            }
+        )
 
 
 @dataclass

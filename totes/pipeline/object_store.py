@@ -1,13 +1,19 @@
 """Where lake objects live: a local folder or an S3 bucket, behind one small interface.
 
 Both stores are write-once: ``put_new`` never replaces an existing object, which is what
-keeps the lake immutable even when two runs race to write the same key.
+keeps the lake immutable even when two runs race to write the same key. ``open_new``
+writes an object as a stream, holding at most one upload part in memory: a multipart
+upload on S3, completed with ``If-None-Match: *`` (so it stays write-once), and a private
+temporary file published with an atomic link in a folder.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +25,10 @@ class ObjectStore(Protocol):
     def put_new(self, key: str, data: bytes) -> bool:
         """Write ``key`` unless it exists; True if this call wrote it."""
 
+    def open_new(self, key: str) -> AbstractContextManager[StreamedObject]:
+        """A stream that becomes ``key`` when the block ends without an error, unless the
+        key exists (``written`` is then False); an error leaves nothing behind."""
+
     def get(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
@@ -28,6 +38,31 @@ class ObjectStore(Protocol):
 
     def location(self, key: str = "") -> str:
         """Where a person finds ``key`` (a path or an s3:// URI)."""
+
+
+# S3's smallest part but the last is 5 MiB; 8 MiB bounds a stream's memory.
+UPLOAD_PART_BYTES = 8 * 1024 * 1024
+
+
+class StreamedObject:
+    """What ``open_new`` yields: ``write`` bytes; ``written`` is set when the block ends."""
+
+    def __init__(self) -> None:
+        self.written = False
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        raise NotImplementedError
+
+
+class _LocalFile(io.BufferedWriter):
+    """A buffered file whose ``write`` stays in C: COPY calls it once per row."""
+
+    written = False
+
+    @property
+    def size(self) -> int:
+        return self.tell()
 
 
 class LocalStore:
@@ -43,21 +78,28 @@ class LocalStore:
         return path
 
     def put_new(self, key: str, data: bytes) -> bool:
+        with self.open_new(key) as stream:
+            stream.write(data)
+        return stream.written
+
+    @contextmanager
+    def open_new(self, key: str) -> Iterator[_LocalFile]:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # A private temporary name: concurrent writers (processes or threads) never share one.
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         tmp = Path(name)
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
         try:
-            # link() fails if the target exists: an atomic, never-overwriting publish.
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+            with _LocalFile(io.FileIO(handle, "wb"), buffer_size=1 << 20) as stream:
+                yield stream
+            try:
+                # link() fails if the target exists: an atomic, never-overwriting publish.
+                os.link(tmp, path)
+                stream.written = True
+            except FileExistsError:
+                stream.written = False
         finally:
             tmp.unlink()
-        return True
 
     def get(self, key: str) -> bytes:
         """The object's bytes; FileNotFoundError when there is none."""
@@ -96,13 +138,20 @@ class S3Store:
                 Bucket=self.bucket, Key=self.prefix + key, Body=data, IfNoneMatch="*"
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
+            if _exists_already(exc):
                 return False
             raise
         return True
+
+    @contextmanager
+    def open_new(self, key: str) -> Iterator[StreamedObject]:
+        stream = _MultipartObject(self, key)
+        try:
+            yield stream
+        except BaseException:
+            stream.abort()
+            raise
+        stream.finish()
 
     def get(self, key: str) -> bytes:
         """The object's bytes; FileNotFoundError when there is none (as LocalStore)."""
@@ -132,3 +181,72 @@ class S3Store:
 
     def location(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{self.prefix}{key}"
+
+
+def _exists_already(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+class _MultipartObject(StreamedObject):
+    """Up to one part in memory; a small object is one conditional PutObject, a large one a
+    multipart upload whose CompleteMultipartUpload carries ``If-None-Match: *``."""
+
+    def __init__(self, store: S3Store, key: str) -> None:
+        super().__init__()
+        self._store, self._key = store, key
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict] = []
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= UPLOAD_PART_BYTES:
+            self._upload_part()
+        return len(data)
+
+    def _upload_part(self) -> None:
+        client, bucket, key = self._store.client, self._store.bucket, self._store.prefix + self._key
+        if self._upload_id is None:
+            self._upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        number = len(self._parts) + 1
+        etag = client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )["ETag"]
+        self._parts.append({"ETag": etag, "PartNumber": number})
+        self._buffer.clear()
+
+    def finish(self) -> None:
+        if self._upload_id is None:
+            self.written = self._store.put_new(self._key, bytes(self._buffer))
+            return
+        if self._buffer:
+            self._upload_part()
+        try:
+            self._store.client.complete_multipart_upload(
+                Bucket=self._store.bucket,
+                Key=self._store.prefix + self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            self.abort()
+            if _exists_already(exc):
+                return
+            raise
+        self.written = True
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            # If this fails too, the bucket's lifecycle rule removes the incomplete upload.
+            with suppress(ClientError):
+                self._store.client.abort_multipart_upload(
+                    Bucket=self._store.bucket,
+                    Key=self._store.prefix + self._key,
+                    UploadId=self._upload_id,
+                )

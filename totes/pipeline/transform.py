@@ -14,9 +14,10 @@ at all, or holds other rows than its manifest says, stops the batch
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
@@ -32,6 +33,7 @@ from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
     LakeError,
+    Part,
     ProcessedManifest,
     QuarantineFile,
     Snapshot,
@@ -40,6 +42,7 @@ from totes.pipeline.lake import (
     manifest_key,
     parquet_key,
     quarantine_key,
+    unit_result_key,
 )
 from totes.pipeline.remodel import (
     STATE_TABLES,
@@ -48,8 +51,8 @@ from totes.pipeline.remodel import (
     needs_state,
     remodel_batch,
 )
-from totes.schema.source import source_table
-from totes.schema.warehouse import warehouse_table
+from totes.schema.source import SOURCE_TABLES, source_table
+from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, warehouse_table
 
 logger = logging.getLogger(__name__)
 # How many set-aside values a run's warning lists; the quarantine files hold all of them.
@@ -66,10 +69,11 @@ class ChainBrokenError(UndeliverableBatchError):
 
 @dataclass
 class _Batch:
-    """One batch's source rows as read, by table."""
+    """One unit of a batch's source rows as read, by table, and the files they came from."""
 
     manifest: IngestionManifest
     reads: dict[str, CsvRows] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # table -> the file read (messages)
 
     @property
     def frames(self) -> dict[str, pl.DataFrame]:
@@ -86,22 +90,87 @@ def _read_csv(lake: Lake, table: str, key: str) -> CsvRows:
     return read_ingestion_csv(data, table, lake.ingestion.location(key))
 
 
+def _read_part(lake: Lake, table: str, part: Part) -> CsvRows:
+    """One CSV, its row count checked against the manifest's count for it."""
+    read = _read_csv(lake, table, part.key)
+    found = read.frame.height + read.rejected_text.height
+    if found != part.rows:
+        raise IngestionFormatError(
+            f"{table} ({lake.ingestion.location(part.key)}): {found} rows, but the batch "
+            f"manifest says {part.rows}"
+        )
+    return read
+
+
+def _read_whole(lake: Lake, table: str, parts: list[Part]) -> CsvRows:
+    """Every part of a table as one (the small tables the remodel needs whole)."""
+    reads = [_read_part(lake, table, part) for part in parts]
+    if len(reads) == 1:
+        return reads[0]
+    return CsvRows(
+        pl.concat([r.frame for r in reads]),
+        [row for r in reads for row in r.rows],
+        [rejection for r in reads for rejection in r.rejections],
+        pl.concat([r.rejected_text for r in reads]),
+    )
+
+
+# Source tables whose rows become warehouse rows one by one (facts and plain dimensions)
+# can be taken one part at a time; the rest (the small tables the remodel needs whole,
+# FULL_COPY_TABLES) are read together, in the batch's first unit.
+_WHOLE_TABLES = frozenset(t for sources in STATE_TABLES.values() for t in sources)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A share of a batch's work: some tables read whole, or one part of one table."""
+
+    tables: tuple[str, ...] = ()
+    part: tuple[str, Part] | None = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.tables if self.part is None else (self.part[0],)
+
+
+def units(manifest: IngestionManifest) -> list[Unit]:
+    """The batch's units of work, in a fixed order. A batch whose every table is one file
+    is one unit; otherwise the small tables together, then every part of the others."""
+    with_rows = [t for t, e in manifest.tables.items() if e.key is not None]
+    for table in manifest.tables:
+        source_table(table)  # the allow-list: a KeyError names a table we do not extract
+    if all(len(manifest.tables[t].files) == 1 for t in with_rows):
+        return [Unit(tuple(with_rows))]
+    found = [Unit(tuple(t for t in with_rows if t in _WHOLE_TABLES))]
+    for table in with_rows:
+        if table not in _WHOLE_TABLES:
+            found.extend(Unit(part=(table, part)) for part in manifest.tables[table].files)
+    return found
+
+
 def read_batch(lake: Lake, batch_id: str) -> _Batch:
     """The batch's rows by table (tables without rows are absent), counts checked."""
     manifest = lake.ingestion_manifest(batch_id)
     batch = _Batch(manifest)
     for table, extract in manifest.tables.items():
-        source_table(table)  # the allow-list: a KeyError names a table we do not extract
+        source_table(table)
         if extract.key is None:
             continue
-        read = _read_csv(lake, table, extract.key)
-        found = read.frame.height + read.rejected_text.height
-        if found != extract.rows:
-            raise IngestionFormatError(
-                f"{table} ({lake.ingestion.location(extract.key)}): {found} rows, but the batch "
-                f"manifest says {extract.rows}"
-            )
-        batch.reads[table] = read
+        batch.reads[table] = _read_whole(lake, table, extract.files)
+        batch.keys[table] = extract.key
+    return batch
+
+
+def _read_unit(lake: Lake, manifest: IngestionManifest, unit: Unit) -> _Batch:
+    batch = _Batch(manifest)
+    if unit.part is not None:
+        table, part = unit.part
+        batch.reads[table] = _read_part(lake, table, part)
+        batch.keys[table] = part.key
+    for table in unit.tables:
+        extract = manifest.tables[table]
+        batch.reads[table] = _read_whole(lake, table, extract.files)
+        batch.keys[table] = extract.key
     return batch
 
 
@@ -139,7 +208,7 @@ def _full_copy(lake: Lake, table: str, copy_batch: str, batch_id: str) -> pl.Dat
             "although later manifests say it does"
         )
     # Rows it set aside were reported with that batch; they are not part of the state.
-    return _read_csv(lake, table, holder.key).frame
+    return _read_whole(lake, table, holder.files).frame
 
 
 def to_parquet(frame: pl.DataFrame) -> bytes:
@@ -162,6 +231,8 @@ def _put_parquet(lake: Lake, key: str, frame: pl.DataFrame) -> None:
 
 def _with_rows(batch: _Batch, rejections: list[Rejection]) -> list[Rejection]:
     """Remodel rejections name the row's id; find its row in the batch's CSV."""
+    if all(r.row is not None for r in rejections):
+        return rejections
     rows: dict[str, dict[int, int]] = {}
     for table, read in batch.reads.items():
         pk = source_table(table).primary_key
@@ -183,7 +254,9 @@ def _quarantine_frame(batch: _Batch, table: str, rejections: list[Rejection]) ->
     )  # fmt: skip
     read = batch.reads.get(table)
     if read is None:  # rejected while building a dimension from the state
-        return reasons
+        return reasons.with_columns(
+            pl.lit(None, pl.String).alias(c) for c in source_table(table).column_names
+        )
     as_text = [pl.col(c).cast(pl.String) for c in source_table(table).column_names]
     row_number = pl.col("_row").cast(pl.Int64)
     good = read.frame.with_columns(pl.Series("_row", read.rows)).select(row_number, *as_text)
@@ -200,30 +273,105 @@ def _describe(rejection: Rejection, where: str) -> str:
     )
 
 
-def _set_aside(
-    lake: Lake, batch: _Batch, rejections: list[Rejection]
-) -> tuple[dict[str, QuarantineFile], list[str]]:
-    """Write each source table's set-aside rows to the quarantine prefix; the warnings."""
+@dataclass
+class UnitResult:
+    """What one unit of a batch wrote: Parquet parts by warehouse table, and what it set
+    aside (small: only the bad rows). Kept in the lake when units run in separate calls."""
+
+    outputs: dict[str, Part] = field(default_factory=dict)
+    quarantine: dict[str, str] = field(default_factory=dict)  # source table -> CSV text
+    quarantined_rows: dict[str, int] = field(default_factory=dict)
+    quarantined_ids: dict[str, list[int]] = field(default_factory=dict)
+    lines: dict[str, list[str]] = field(default_factory=dict)  # source table -> messages
+
+    def to_json(self) -> bytes:
+        raw = asdict(self)
+        return json.dumps(raw, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> UnitResult:
+        raw = json.loads(data)
+        raw["outputs"] = {t: Part(**p) for t, p in raw["outputs"].items()}
+        return cls(**raw)
+
+
+def _producers(manifest: IngestionManifest) -> dict[str, int]:
+    """How many units may write each warehouse table: a table written by one unit keeps
+    the single-file key; otherwise each unit writes its own numbered part."""
+    counts: dict[str, int] = defaultdict(int)
+    for unit in units(manifest):
+        for name in _outputs_of(unit):
+            counts[name] += 1
+    return counts
+
+
+def _outputs_of(unit: Unit) -> list[str]:
+    names = [n for n in WAREHOUSE_TABLE_NAMES if warehouse_table(n).source in unit.sources]
+    if any(warehouse_table(n).kind == "fact" for n in names):
+        names.append("dim_date")  # the days its facts reference
+    return names
+
+
+def transform_unit(lake: Lake, batch_id: str, index: int) -> UnitResult:
+    """Remodel one unit of a batch (see ``units``) and write its Parquet parts."""
+    manifest = lake.ingestion_manifest(batch_id)
+    all_units = units(manifest)
+    if not 0 <= index < len(all_units):
+        raise TransformError(f"batch {batch_id} has {len(all_units)} units, not a unit {index}")
+    unit = all_units[index]
+    batch = _read_unit(lake, manifest, unit)
+    state = read_state(lake, batch, needs_state(batch.frames))
+    try:
+        remodelled = remodel_batch(batch.frames, state)
+    except RemodelError as exc:
+        raise RemodelError(f"batch {batch_id}: {exc}") from exc
+    result = UnitResult()
+    producers = _producers(manifest)
+    for name, frame in remodelled.frames.items():
+        if frame.height:
+            part = index + 1 if producers[name] > 1 else None
+            key = parquet_key(name, batch_id, part)
+            _put_parquet(lake, key, frame)
+            result.outputs[name] = Part(key, frame.height)
+    rejections = [r for read in batch.reads.values() for r in read.rejections]
+    rejections += _with_rows(batch, remodelled.rejections)
     by_table: dict[str, list[Rejection]] = defaultdict(list)
     for rejection in rejections:
         by_table[rejection.table].append(rejection)
+    for table, found in by_table.items():
+        buffer = io.BytesIO()
+        _quarantine_frame(batch, table, found).write_csv(buffer, include_header=False)
+        result.quarantine[table] = buffer.getvalue().decode()
+        result.quarantined_rows[table] = len(
+            {r.row if r.row is not None else ("id", r.id) for r in found}
+        )
+        result.quarantined_ids[table] = sorted({r.id for r in found if r.id is not None})
+        key = batch.keys.get(table)
+        where = lake.ingestion.location(key) if key else "state"
+        result.lines[table] = [f"  {_describe(r, where)}" for r in found]
+    return result
+
+
+def _set_aside(
+    lake: Lake, batch_id: str, results: list[UnitResult]
+) -> tuple[dict[str, QuarantineFile], list[str]]:
+    """Write each source table's set-aside rows to the quarantine prefix; the warnings."""
     files: dict[str, QuarantineFile] = {}
     lines: list[str] = []
-    batch_id = batch.manifest.batch_id
-    for table, found in by_table.items():
+    tables = sorted({t for r in results for t in r.quarantine}, key=_source_order)
+    for table in tables:
         key = quarantine_key(table, batch_id)
-        buffer = io.BytesIO()
-        _quarantine_frame(batch, table, found).write_csv(buffer)
-        lake.processed.put_new(key, buffer.getvalue())
-        rows = len({r.row if r.row is not None else ("id", r.id) for r in found})
+        header = ",".join(["row", "id", "column", "value", "reason",
+                           *source_table(table).column_names])  # fmt: skip
+        body = "".join(r.quarantine.get(table, "") for r in results)
+        lake.processed.put_new(key, f"{header}\n{body}".encode())
+        rows = sum(r.quarantined_rows.get(table, 0) for r in results)
         files[table] = QuarantineFile(key=key, rows=rows)
-        source = batch.manifest.tables[table].key if table in batch.reads else None
-        where = lake.ingestion.location(source) if source else "state"
         lines.append(
             f"{table}: {rows} rows set aside in batch {batch_id}, listed in "
             f"{lake.processed.location(key)}"
         )
-        lines += [f"  {_describe(r, where)}" for r in found]
+        lines += [line for r in results for line in r.lines.get(table, [])]
     if len(lines) > MAX_LISTED_REJECTIONS:
         lines = [
             *lines[:MAX_LISTED_REJECTIONS],
@@ -232,55 +380,46 @@ def _set_aside(
     return files, lines
 
 
-def _snapshot(name: str, batch: _Batch, frame: pl.DataFrame) -> Snapshot | None:
+def _source_order(table: str) -> int:
+    names = [t.name for t in SOURCE_TABLES]
+    return names.index(table)
+
+
+def _snapshot(name: str, manifest: IngestionManifest, rows: int) -> Snapshot | None:
     """Which of the warehouse table's ids this batch holds completely (see Snapshot)."""
     table = warehouse_table(name)
-    if name in STATE_TABLES and not frame.is_empty():
+    if name in STATE_TABLES and rows:
         return Snapshot(1, None)  # rebuilt from the full current state
     if table.source is None:
         return None
-    extract = batch.manifest.tables.get(table.source)
+    extract = manifest.tables.get(table.source)
     return extract.snapshot if extract else None
 
 
-def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
-    """Idempotent: if the processed manifest exists, return it.
-
-    Else build the 11 warehouse frames for the batch, write one Parquet per warehouse table
-    that has rows and the rows set aside, then the ProcessedManifest LAST.
-    """
-    check_batch_id(batch_id)
-    if lake.processed.exists(manifest_key(batch_id)):
-        return lake.processed_manifest(batch_id)
-    batch = read_batch(lake, batch_id)
-    state = read_state(lake, batch, needs_state(batch.frames))
-    try:
-        remodelled = remodel_batch(batch.frames, state)
-    except RemodelError as exc:
-        raise RemodelError(f"batch {batch_id}: {exc}") from exc
-    rejections = [r for read in batch.reads.values() for r in read.rejections]
-    rejections += _with_rows(batch, remodelled.rejections)
-    quarantine, warnings = _set_aside(lake, batch, rejections)
-    quarantined: dict[str, list[int]] = defaultdict(list)
-    for rejection in rejections:
-        if rejection.id is not None:
-            quarantined[rejection.table].append(rejection.id)
+def finish_batch(lake: Lake, batch_id: str, results: list[UnitResult]) -> ProcessedManifest:
+    """Write the rows set aside, then the ProcessedManifest LAST, from every unit's result."""
+    manifest_in = lake.ingestion_manifest(batch_id)
+    quarantine, warnings = _set_aside(lake, batch_id, results)
+    quarantined: dict[str, set[int]] = defaultdict(set)
+    for result in results:
+        for table, ids in result.quarantined_ids.items():
+            quarantined[table].update(ids)
     outputs: dict[str, TableOutput] = {}
-    for name, frame in remodelled.frames.items():
-        key = parquet_key(name, batch_id) if frame.height else None
-        if key:
-            _put_parquet(lake, key, frame)
+    for name in WAREHOUSE_TABLE_NAMES:
+        parts = [r.outputs[name] for r in results if name in r.outputs]
+        rows = sum(p.rows for p in parts)
         source = warehouse_table(name).source
         outputs[name] = TableOutput(
-            rows=frame.height,
-            key=key,
-            snapshot=_snapshot(name, batch, frame),
-            quarantined_ids=sorted(set(quarantined.get(source, []))) if source else [],
+            rows=rows,
+            key=parts[0].key if parts else None,
+            snapshot=_snapshot(name, manifest_in, rows),
+            quarantined_ids=sorted(quarantined.get(source, set())) if source else [],
+            parts=parts if len(parts) > 1 else [],
         )
     manifest = ProcessedManifest(
         batch_id=batch_id,
         tables=outputs,
-        previous_batch_id=batch.manifest.previous_batch_id,
+        previous_batch_id=manifest_in.previous_batch_id,
         quarantine=quarantine,
         warnings=warnings,
     )
@@ -296,6 +435,67 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
     return manifest
 
 
+def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
+    """Idempotent: if the processed manifest exists, return it.
+
+    Else remodel the batch unit by unit (the small tables together, then every part of
+    the others: memory holds one part at a time), write one Parquet per warehouse table
+    and unit that has rows, the rows set aside, then the ProcessedManifest LAST. A unit
+    that a fanned-out call already did (its result is in the lake) is not done again.
+    """
+    check_batch_id(batch_id)
+    if lake.processed.exists(manifest_key(batch_id)):
+        return lake.processed_manifest(batch_id)
+    count = len(units(lake.ingestion_manifest(batch_id)))
+    results = [_unit_result(lake, batch_id, index) for index in range(count)]
+    return finish_batch(lake, batch_id, results)
+
+
+def _unit_result(lake: Lake, batch_id: str, index: int) -> UnitResult:
+    try:
+        return UnitResult.from_json(lake.processed.get(unit_result_key(batch_id, index)))
+    except FileNotFoundError:
+        return transform_unit(lake, batch_id, index)
+
+
+def run_transform_unit(lake: Lake, batch_id: str, index: int) -> dict:
+    """One unit of a big batch, in its own call (a Map iteration): its Parquet parts and
+    its result, kept in the lake (write-once) for the call that finishes the batch."""
+    check_batch_id(batch_id)
+    key = unit_result_key(batch_id, index)
+    if lake.processed.exists(manifest_key(batch_id)) or lake.processed.exists(key):
+        return {"batch_id": batch_id, "unit": index, "done_before": True}
+    result = transform_unit(lake, batch_id, index)
+    lake.processed.put_new(key, result.to_json())
+    return {
+        "batch_id": batch_id,
+        "unit": index,
+        "wrote": {name: part.rows for name, part in result.outputs.items()},
+    }
+
+
+# At most this many units are listed for a fan-out (the state's size is capped at
+# 256 KiB); units beyond are done by the call that finishes their batch.
+MAX_PLANNED_UNITS = 1000
+
+
+def plan_transform(lake: Lake, batch_ids: list[str] | None = None) -> list[dict]:
+    """The units a fan-out should do: every unit not yet done of every pending batch that
+    has more than one (a small batch takes the short path: one call does it whole)."""
+    skipped = lake.skipped()
+    if batch_ids is None:
+        batch_ids = lake.untransformed_batches()[:MAX_BATCHES_PER_RUN]
+    planned = [
+        {"batch_id": batch_id, "unit": index}
+        for batch_id in sorted(set(batch_ids) - set(skipped))
+        if not lake.processed.exists(manifest_key(batch_id))
+        and (count := len(units(lake.ingestion_manifest(batch_id)))) > 1
+        for index in range(count)
+        if not lake.processed.exists(unit_result_key(batch_id, index))
+    ]
+    return planned[:MAX_PLANNED_UNITS]
+
+
 def transform_batches(lake: Lake, batch_ids: list[str] | None = None) -> list[ProcessedManifest]:
     """Each batch in batch (time) order, by default every one not yet transformed (at most
     MAX_BATCHES_PER_RUN); skipped batches never. Stops at the first failure, which raises."""
@@ -305,8 +505,22 @@ def transform_batches(lake: Lake, batch_ids: list[str] | None = None) -> list[Pr
     return [transform_batch(lake, b) for b in sorted(set(batch_ids)) if b not in skipped]
 
 
-def run_transform(lake: Lake, batch_ids: list[str] | None = None) -> dict:
-    """The transform stage: what its handler returns to the state machine."""
+def run_transform(lake: Lake, batch_ids: list[str] | None = None, *, fan_out: bool = False) -> dict:
+    """The transform stage: what its handler returns to the state machine.
+
+    With ``fan_out``, a pending batch too big for one call (more than one unit) is not
+    done here: the result lists the units for the state machine's Map instead, and a
+    later call (without ``fan_out``) finishes every batch, taking the units the Map did.
+    """
+    if fan_out and (planned := plan_transform(lake, batch_ids)):
+        return {
+            "batch_ids": [],
+            "rows": {},
+            "quarantined": {},
+            "warnings": "",
+            "fan_out": True,
+            "units": planned,
+        }
     manifests = transform_batches(lake, batch_ids)
     rows: dict[str, int] = {}
     quarantined: dict[str, int] = {}
@@ -320,4 +534,6 @@ def run_transform(lake: Lake, batch_ids: list[str] | None = None) -> dict:
         "rows": rows,
         "quarantined": quarantined,
         "warnings": "\n".join(line for m in manifests for line in m.warnings),
+        "fan_out": False,
+        "units": [],
     }

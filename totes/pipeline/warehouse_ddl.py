@@ -30,6 +30,15 @@ def foreign_key_clause(table: WarehouseTable, col: Column) -> sql.Composable:
     )
 
 
+def version_index_ddl(table: WarehouseTable) -> sql.Composable:
+    """The fact table's unique (id, version_hash) index: one row per version."""
+    return sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}, version_hash)").format(
+        sql.Identifier(f"{table.name}_version_key"),
+        sql.Identifier(table.name),
+        sql.Identifier(table.key),
+    )
+
+
 def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     """CREATE statements (idempotent) for one warehouse table, its keys and indexes."""
     name = sql.Identifier(table.name)
@@ -46,11 +55,7 @@ def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     ]
     if table.kind == "fact":
         # One row per version: the same version, re-read or re-loaded, is never added twice.
-        statements.append(
-            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}, version_hash)").format(
-                sql.Identifier(f"{table.name}_version_key"), name, sql.Identifier(table.key)
-            )
-        )
+        statements.append(version_index_ddl(table))
     return statements
 
 

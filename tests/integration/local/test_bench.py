@@ -1,32 +1,55 @@
-"""`make bench` measures every stage and the COPY floor (figures are printed, not asserted)."""
+"""`make bench` measures every stage, both COPY floors and the incremental runs (figures are
+printed, not asserted: no timing is checked)."""
 
 from __future__ import annotations
+
+import json
 
 from totes.local.bench import bench, main
 
 
-def test_bench_measures_each_stage_and_the_copy_floor(pg_server, tmp_path):
+def test_bench_measures_each_stage_the_floors_and_the_incremental_runs(pg_server, tmp_path):
     tmp_path.chmod(0o755)
-    results = {m.name: m for m in bench(pg_server, 0.01, tmp_path)}
+    results = {m.name: m for m in bench(pg_server, 0.01, tmp_path, burst_minutes=24 * 60)}
 
     assert list(results) == [
         "seed",
-        "COPY out + in (floor)",
-        "extract",
-        "transform",
-        "load",
-        "pipeline (3 stages)",
+        "floor, keyed",
+        "floor, unconstrained",
+        "initial: extract",
+        "initial: transform",
+        "initial: load",
+        "initial: pipeline (3 stages)",
+        *(
+            f"{run}: {step}"
+            for run in ("after a 1440-minute burst", "nothing new")
+            for step in ("extract", "transform", "load", "run")
+        ),
     ]
     seeded = results["seed"].rows
-    assert results["COPY out + in (floor)"].rows == seeded == results["extract"].rows
-    assert results["load"].rows == results["transform"].rows > seeded  # dim_date is generated
+    assert results["floor, keyed"].rows == seeded == results["floor, unconstrained"].rows
+    assert results["initial: extract"].rows == seeded
+    assert results["initial: load"].rows == results["initial: transform"].rows > seeded
+    assert results["after a 1440-minute burst: extract"].rows > 0  # a day of business at scale 0.01
+    assert results["nothing new: extract"].rows == 0
+    assert results["nothing new: load"].rows == 0
     for stage in ("extract", "transform", "load"):
-        assert results[stage].peak_mib > 10
-        assert stage in results[stage].line() and "MiB peak" in results[stage].line()
+        assert results[f"initial: {stage}"].peak_mib > 10
+        assert "MiB peak" in results[f"initial: {stage}"].line()
+    assert "x the keyed floor" in results["initial: pipeline (3 stages)"].line()
+
+
+def test_bench_command_prints_json_for_machines(capsys):
+    assert main(["--scale", "0.01", "--json", "--no-incremental"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scale"] == 0.01
+    assert report["ratio_to_keyed_floor"] > 0
+    names = [m["name"] for m in report["measurements"]]
+    assert "floor, keyed" in names and "initial: pipeline (3 stages)" in names
 
 
 def test_bench_command_prints_a_line_per_measurement(capsys):
-    assert main(["--scale", "0.01"]) == 0
+    assert main(["--scale", "0.01", "--no-incremental"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Benchmark at scale 0.01")
-    assert "COPY out + in (floor)" in out and "pipeline (3 stages)" in out
+    assert "floor, keyed" in out and "initial: pipeline (3 stages)" in out

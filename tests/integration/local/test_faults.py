@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -342,17 +343,17 @@ def test_the_warehouse_going_away_mid_load_is_retried_and_nothing_is_half_loaded
 def test_the_source_going_away_mid_extract_is_retried(
     settings: RunSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = totes.pipeline.extract._copy_csv
+    real = totes.pipeline.extract._copy_to
     killed = []
 
-    def copy_then_die(conn, table, ids, buckets):
+    def copy_then_die(conn, table, where, stream):
         if table.name == "payment" and not killed:
             killed.append(table.name)
             with psycopg2.connect(settings.source_dsn) as other, other.cursor() as killer:
                 killer.execute("SELECT pg_terminate_backend(%s)", (conn.get_backend_pid(),))
-        return real(conn, table, ids, buckets)
+        return real(conn, table, where, stream)
 
-    monkeypatch.setattr(totes.pipeline.extract, "_copy_csv", copy_then_die)
+    monkeypatch.setattr(totes.pipeline.extract, "_copy_to", copy_then_die)
     report = healthy(settings)
     assert killed == ["payment"] and report.alerts == []
 
@@ -375,6 +376,32 @@ def test_a_lake_write_failing_mid_extract_leaves_no_batch_and_the_next_run_deliv
     assert "No space left on device" in failed.alerts[0]["message"]
     assert lake_of(settings).extracted_batches() == []  # no manifest: no batch
     monkeypatch.setattr(LocalStore, "put_new", real)
+    healthy(settings)
+
+
+def test_a_lake_write_failing_mid_csv_leaves_no_batch_and_the_next_run_delivers(
+    settings: RunSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = LocalStore.open_new
+    streams = []
+
+    @contextmanager
+    def failing(store, key):
+        streams.append(key)
+        with real(store, key) as stream:
+            if len(streams) == 3:  # the disk fills up half way through the third CSV
+                stream.write(b"sales_order_id,created_at\n1,")
+                raise OSError(28, "No space left on device")
+            yield stream
+
+    monkeypatch.setattr(LocalStore, "open_new", failing)
+    failed = run(settings)
+    assert failed.status == "FAILED"
+    assert "No space left on device" in failed.alerts[0]["message"]
+    assert lake_of(settings).extracted_batches() == []  # no manifest: no batch
+    # The half-written CSV was never published (the two before it are, unreferenced).
+    assert not lake_of(settings).ingestion.exists(streams[2])
+    monkeypatch.setattr(LocalStore, "open_new", real)
     healthy(settings)
 
 

@@ -279,3 +279,46 @@ def test_a_failure_outside_the_alert_path_is_an_error(
     broken = text.replace("$.lambda_error.parsed.errorMessage)", "$.no_such.path)")
     with pytest.raises(LocalExecutionError, match="without an alert"):
         run(settings, fail_at="extract", definition=broken)
+
+
+def test_a_big_batch_fans_out_on_the_maps_and_loads_the_warehouse(
+    settings: RunSettings, monkeypatch
+) -> None:
+    events: list[tuple[str, dict]] = []
+    real = totes.local.invoke.call_handler
+
+    def recording(stage, event, context):
+        events.append((stage, event))
+        return real(stage, event, context)
+
+    monkeypatch.setattr(totes.local.invoke, "call_handler", recording)
+    report = run(settings, stage_settings={"PART_ROWS": "40"})
+
+    assert report.status == "SUCCEEDED", report
+    batch_id = report.extract["batch_id"]
+    transform_calls = [event for stage, event in events if stage == "transform"]
+    # Listed (not done), then one call per unit on the Map, then the call that finishes.
+    assert transform_calls[0] == {"fan_out": True}
+    unit_calls = transform_calls[1:-1]
+    assert len(unit_calls) > 3
+    assert sorted(e["unit"] for e in unit_calls) == list(range(len(unit_calls)))
+    assert {e["batch_id"] for e in unit_calls} == {batch_id}
+    assert transform_calls[-1] == {}
+    load_calls = [event for stage, event in events if stage == "load"]
+    # Listed (not loaded), one call per part staged on the Map, then the one merge.
+    assert load_calls[0] == {"fan_out": True}
+    stage_calls = load_calls[1:-1]
+    assert {e["table"] for e in stage_calls} >= set(FACTS)
+    assert len({(e["table"], e["part"]) for e in stage_calls}) == len(stage_calls)
+    assert load_calls[-1] == {}
+    assert [stage for stage, _ in events] == [
+        "extract",
+        *["transform"] * len(transform_calls),
+        *["load"] * len(load_calls),
+    ]
+    assert report.transform["batch_ids"] == [batch_id]
+    assert report.load["loaded_batch_ids"] == [batch_id]
+    source = counts(settings.source_dsn, SOURCE_TABLE_NAMES)
+    warehouse = counts(settings.warehouse_dsn, WAREHOUSE_TABLE_NAMES)
+    for fact, source_table in FACTS.items():
+        assert warehouse[fact] == source[source_table] > 40  # more than one part each

@@ -4,7 +4,8 @@ machine with random injected failures. At the end the warehouse equals ToteSys, 
 fact's history is exactly the sequence of versions the source went through at the moments
 the pipeline read it.
 
-``make test`` runs a short soak; ``make soak`` a long one (TOTES_SOAK_CYCLES, _SEED).
+``make test`` runs a short soak; ``make soak`` a long one (TOTES_SOAK_CYCLES, _SEED,
+_PART_ROWS).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from totes.totesys.simulate import simulate
 
 CYCLES = int(os.environ.get("TOTES_SOAK_CYCLES", "6"))
 SEED = int(os.environ.get("TOTES_SOAK_SEED", "2026"))
+# Small parts, so that big runs (the first, long catch-ups) take the fan-out (both Maps),
+# faults included, and small ones the short path.
+PART_ROWS = os.environ.get("TOTES_SOAK_PART_ROWS", "60")
 FACTS = ("fact_sales_order", "fact_purchase_order", "fact_payment")
 FAULTS = (None, None, "extract", "transform", "load")
 
@@ -56,6 +60,7 @@ def test_soak_ends_equal_with_the_whole_history(totesys_dsn, warehouse_dsn, tmp_
         warehouse_dsn=warehouse_dsn,
         lake=str(tmp_path / "lake"),
         retry_interval_seconds=1,
+        stage_settings={"PART_ROWS": PART_ROWS},
     )
     history: dict[str, set] = {fact: set() for fact in FACTS}
     events: Counter[str] = Counter()

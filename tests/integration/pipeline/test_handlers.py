@@ -30,11 +30,15 @@ def test_the_three_handlers_pass_only_ids_and_counts(env, tmp_path):
     assert extracted["rows"] == sum(extracted["tables"].values()) > 0
 
     transformed = transform.handler({}, None)
-    assert set(transformed) == {"batch_ids", "rows", "quarantined", "warnings"}
+    assert set(transformed) == {
+        "batch_ids", "rows", "quarantined", "warnings", "fan_out", "units",
+    }  # fmt: skip
+    assert transformed["fan_out"] is False and transformed["units"] == []
     assert transformed["batch_ids"] == [extracted["batch_id"]]
     assert transformed["rows"]["fact_sales_order"] == extracted["tables"]["sales_order"]
 
     loaded = load.handler({}, None)
+    assert loaded["fan_out"] is False and loaded["parts"] == []
     assert loaded["loaded_batch_ids"] == transformed["batch_ids"]
     assert loaded["rows"]["fact_payment"] == extracted["tables"]["payment"]
     assert loaded["waiting"] == {} and loaded["deleted"] == {} and loaded["warnings"] == ""

@@ -1,0 +1,215 @@
+"""Big tables in parts: the extract splits a table into id ranges of at most PART_ROWS rows,
+every part's count is checked, the transform works one part at a time, and a batch in many
+parts loads exactly the warehouse a single-part batch loads."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import polars as pl
+import pytest
+from psycopg2 import sql
+
+import totes.pipeline.load
+from tests.support.oracle import differences
+from tests.support.sql import execute, one, query
+from totes.pipeline.db import connect
+from totes.pipeline.extract import ExtractSettings, run_extract
+from totes.pipeline.ingestion_csv import IngestionFormatError
+from totes.pipeline.lake import Lake, manifest_key
+from totes.pipeline.load import plan_load, run_load, run_stage_part
+from totes.pipeline.transform import plan_transform, run_transform, run_transform_unit
+from totes.schema.source import SOURCE_TABLES
+from totes.schema.warehouse import WAREHOUSE_TABLES
+
+PART_ROWS = 7
+
+
+@pytest.fixture(params=["row by row", "in bulk"])
+def key_checks(request, monkeypatch) -> str:
+    if request.param == "in bulk":
+        monkeypatch.setattr(totes.pipeline.load, "BULK_CHECK_ROWS", 0)
+    return request.param
+
+
+def pipeline(lake: Lake, source: str, warehouse: str, part_rows: int | None = None) -> None:
+    settings = ExtractSettings(part_rows=part_rows) if part_rows else None
+    run_extract(lake, source, settings)
+    run_transform(lake)
+    run_load(lake, warehouse)
+
+
+def test_the_extract_splits_big_tables_into_counted_id_ranges(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    (batch_id,) = lake.extracted_batches()
+    manifest = lake.ingestion_manifest(batch_id)
+    for table in SOURCE_TABLES:
+        extract = manifest.tables[table.name]
+        total = one(
+            totesys_dsn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.name))
+        )
+        assert extract.rows == total == sum(part.rows for part in extract.files)
+        assert len(extract.files) == -(-total // PART_ROWS)  # ceil: every part full but the last
+        ids = []
+        for part in extract.files:
+            frame = pl.read_csv(lake.ingestion.get(part.key), infer_schema=False)
+            assert frame.height == part.rows <= PART_ROWS
+            ids.append([int(i) for i in frame[table.primary_key]])
+        flat = [i for part_ids in ids for i in part_ids]
+        assert flat == sorted(flat) and len(set(flat)) == total  # disjoint, ascending ranges
+
+
+def test_a_part_holding_other_rows_than_its_manifest_says_stops_the_transform(
+    totesys_dsn, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    (batch_id,) = lake.extracted_batches()
+    # Forge a manifest whose second sales_order part claims one row more than it holds.
+    key = manifest_key(batch_id)
+    raw = json.loads(lake.ingestion.get(key))
+    part = raw["tables"]["sales_order"]["parts"][1]
+    part["rows"] += 1
+    raw["tables"]["sales_order"]["rows"] += 1
+    path = tmp_path / "ingestion" / key
+    path.chmod(0o644)
+    path.write_text(json.dumps(raw))
+    with pytest.raises(IngestionFormatError, match=rf"{part['key']}.*manifest says"):
+        run_transform(lake)
+
+
+def _warehouse(dsn: str) -> dict[str, Counter]:
+    """Every table's rows, without what differs between two runs (batch ids, record ids)."""
+    found = {}
+    for table in WAREHOUSE_TABLES:
+        columns = [*table.column_names, *(["version_hash"] if table.kind == "fact" else [])]
+        found[table.name] = Counter(
+            query(
+                dsn,
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table.name)
+                ),
+            )
+        )
+    return found
+
+
+def test_a_batch_in_many_parts_loads_exactly_as_a_single_part(totesys_dsn, new_database, tmp_path):
+    whole, parted = new_database("whole"), new_database("parted")
+    pipeline(Lake.from_uri(str(tmp_path / "whole")), totesys_dsn, whole)
+    lake = Lake.from_uri(str(tmp_path / "parted"))
+    pipeline(lake, totesys_dsn, parted, part_rows=PART_ROWS)
+
+    (batch_id,) = lake.transformed_batches()
+    outputs = lake.processed_manifest(batch_id).tables
+    assert len(outputs["fact_sales_order"].files) > 1  # it really was in parts
+    for output in outputs.values():
+        assert output.rows == sum(part.rows for part in output.files)
+    assert differences(totesys_dsn, parted) == {}
+    assert _warehouse(parted) == _warehouse(whole)
+    fact_rows = one(parted, "SELECT count(*) FROM fact_sales_order")
+    assert fact_rows == one(totesys_dsn, "SELECT count(*) FROM sales_order")
+
+
+def test_units_done_in_separate_calls_are_taken_up_by_the_call_that_finishes(
+    totesys_dsn, new_database, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    plan = run_transform(lake, fan_out=True)
+    assert plan["fan_out"] is True and plan["batch_ids"] == []  # listed, not done
+    (batch_id,) = {unit["batch_id"] for unit in plan["units"]}
+    assert [u["unit"] for u in plan["units"]] == list(range(len(plan["units"])))
+    for unit in plan["units"]:
+        done = run_transform_unit(lake, unit["batch_id"], unit["unit"])
+        assert done["unit"] == unit["unit"]
+        assert run_transform_unit(lake, batch_id, unit["unit"]) == {  # a retried iteration
+            "batch_id": batch_id,
+            "unit": unit["unit"],
+            "done_before": True,
+        }
+    assert lake.transformed_batches() == []  # nothing visible before the manifest
+    assert plan_transform(lake) == []  # every unit is done
+    assert run_transform(lake)["batch_ids"] == [batch_id]
+    warehouse = new_database("warehouse")
+    run_load(lake, warehouse)
+    assert differences(totesys_dsn, warehouse) == {}
+
+
+def test_a_small_batch_takes_the_short_path(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn)
+    done = run_transform(lake, fan_out=True)
+    assert done["fan_out"] is False and done["units"] == []
+    assert done["batch_ids"] == lake.transformed_batches() != []
+
+
+def test_parts_staged_in_separate_calls_change_nothing_visible_until_the_merge(
+    totesys_dsn, new_database, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    run_transform(lake)
+    (batch_id,) = lake.transformed_batches()
+    warehouse = new_database("warehouse")
+
+    listed = run_load(lake, warehouse, fan_out=True)
+    assert listed["fan_out"] is True and listed["loaded_batch_ids"] == []
+    parts = listed["parts"]
+    assert {p["batch_id"] for p in parts} == {batch_id}
+    for part in parts:
+        staged = run_stage_part(lake, warehouse, part["batch_id"], part["table"], part["part"])
+        assert staged["staged"] > 0
+    # A retried iteration replaces what it staged: no duplicates.
+    again = run_stage_part(lake, warehouse, batch_id, parts[0]["table"], parts[0]["part"])
+    assert again["staged"] == staged_rows(warehouse, batch_id, parts[0]["table"], parts[0]["part"])
+    # Nothing is published, or registered, before the merge.
+    assert one(warehouse, "SELECT count(*) FROM fact_sales_order") == 0
+    assert one(warehouse, "SELECT count(*) FROM etl_loaded_batch") == 0
+    with connect(warehouse) as conn:
+        assert plan_load(conn, lake) == []  # all staged: the merge is next
+
+    merged = run_load(lake, warehouse)
+    assert merged["loaded_batch_ids"] == [batch_id]
+    assert differences(totesys_dsn, warehouse) == {}
+    assert one(warehouse, "SELECT count(*) FROM etl_staged_part") == 0  # cleared with it
+    assert one(warehouse, "SELECT count(*) FROM etl_stage_fact_sales_order") == 0
+
+
+def staged_rows(dsn: str, batch_id: str, table: str, part: int) -> int:
+    return one(
+        dsn,
+        sql.SQL("SELECT count(*) FROM {} WHERE staged_batch = %s AND staged_part = %s").format(
+            sql.Identifier(f"etl_stage_{table}")
+        ),
+        (batch_id, part),
+    )
+
+
+def test_a_merge_whose_staging_is_incomplete_reads_the_parquet_itself(
+    totesys_dsn, new_database, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    run_transform(lake)
+    warehouse = new_database("warehouse")
+    parts = run_load(lake, warehouse, fan_out=True)["parts"]
+    # The Map stopped before staging a sales order part (an abort, a timeout) ...
+    missing = next(p for p in parts if p["table"] == "fact_sales_order")
+    for part in parts:
+        if part != missing:
+            run_stage_part(lake, warehouse, part["batch_id"], part["table"], part["part"])
+    # ... and the rows staged for a payment part were lost (a crash empties unlogged tables).
+    lost = next(p for p in parts if p["table"] == "fact_payment")
+    execute(warehouse, "DELETE FROM etl_stage_fact_payment WHERE staged_part = %s", (lost["part"],))
+    run_load(lake, warehouse)
+    assert differences(totesys_dsn, warehouse) == {}
+    assert _warehouse(warehouse) == _warehouse_of_source(totesys_dsn, tmp_path, new_database)
+
+
+def _warehouse_of_source(source: str, tmp_path, new_database) -> dict[str, Counter]:
+    whole = new_database("whole")
+    pipeline(Lake.from_uri(str(tmp_path / "whole")), source, whole)
+    return _warehouse(whole)

@@ -1,0 +1,110 @@
+"""How the load writes a big batch (an initial load, a replay, a large catch-up) at close to
+COPY speed, inside the batch's one transaction.
+
+Row by row, every fact row costs a lookup and a lock per foreign key, an entry in each
+index and a conflict check: several times the cost of writing the row. For a big batch:
+- foreign keys are dropped and added back, which checks every row at once (a join);
+- into an empty table, the primary key and the version index are dropped and built once
+  after the rows are in (a sort), and rows are inserted without a conflict check: the
+  table held nothing, and a batch holds each source row once, so no version can clash
+  (if one did, building the unique index would fail the batch, loudly).
+Everything happens in the load's transaction: nobody sees a table without its keys, and a
+row that breaks one fails the batch exactly as the row-by-row check would. The price: the
+table is locked (ACCESS EXCLUSIVE) until the batch commits, so its readers wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from psycopg2 import sql
+from psycopg2.extensions import cursor as Cursor
+
+from totes.pipeline.warehouse_ddl import foreign_key_clause, foreign_key_name, version_index_ddl
+from totes.schema.warehouse import WarehouseTable
+
+# Sorting memory for building an index once (per transaction, for the load's session only).
+INDEX_BUILD_MEMORY = "256MB"
+
+
+def is_empty(cur: Cursor, table: WarehouseTable) -> bool:
+    cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table.name)))
+    return cur.fetchone()[0]
+
+
+def is_small_beside(cur: Cursor, table: WarehouseTable, rows: int) -> bool:
+    """Whether the table holds fewer than ``rows`` rows, by the planner's estimate (cheap;
+    an estimate is enough to choose between two correct ways of writing)."""
+    cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table.name,))
+    estimate = cur.fetchone()[0]
+    return estimate < rows  # -1: never analysed, i.e. new and (nearly) empty
+
+
+def insert_all(cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str) -> int:
+    """Every staged dimension row, into an EMPTY table (nothing to upsert against)."""
+    names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    cur.execute(
+        sql.SQL("INSERT INTO {} ({}, batch_id) SELECT {}, %s FROM {}").format(
+            sql.Identifier(table.name), names, names, staging
+        ),
+        (batch_id,),
+    )
+    return cur.rowcount
+
+
+def append_facts_unordered(
+    cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
+) -> int:
+    """Every staged fact row as a version, into an EMPTY table: no conflict check, and
+    record ids in the staged order (the transform's: id, then last_updated)."""
+    names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({cols}, version_hash, batch_id)"
+            " SELECT {cols}, md5(ROW({cols})::text), %s FROM {staging}"
+        ).format(target=sql.Identifier(table.name), cols=names, staging=staging),
+        (batch_id,),
+    )
+    return cur.rowcount
+
+
+@contextmanager
+def foreign_keys_checked_in_bulk(cur: Cursor, table: WarehouseTable) -> Iterator[None]:
+    """Drop the table's foreign keys, then add them back, which checks every row at once.
+
+    Inside the load's transaction: nobody sees the table without its keys, and a row that
+    breaks one fails the whole batch (ForeignKeyViolation) as the row check would.
+    """
+    target = sql.Identifier(table.name)
+    for col in table.foreign_keys:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                target, foreign_key_name(table, col)
+            )
+        )
+    yield
+    for col in table.foreign_keys:
+        cur.execute(sql.SQL("ALTER TABLE {} ADD {}").format(target, foreign_key_clause(table, col)))
+
+
+@contextmanager
+def indexes_built_in_bulk(cur: Cursor, table: WarehouseTable, empty: bool) -> Iterator[None]:
+    """For an empty fact table: its primary key and version index dropped, then built once
+    after the rows are in. Otherwise nothing changes."""
+    if not empty:
+        yield
+        return
+    target = sql.Identifier(table.name)
+    primary_key = sql.Identifier(f"{table.name}_pkey")
+    version_key = sql.Identifier(f"{table.name}_version_key")
+    cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, primary_key))
+    cur.execute(sql.SQL("DROP INDEX {}").format(version_key))
+    yield
+    cur.execute("SET LOCAL maintenance_work_mem = %s", (INDEX_BUILD_MEMORY,))
+    cur.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+            target, primary_key, sql.Identifier(table.record_id)
+        )
+    )
+    cur.execute(version_index_ddl(table))
