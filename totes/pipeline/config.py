@@ -6,7 +6,8 @@
 | INGESTION_BUCKET, PROCESSED_BUCKET | all | the two buckets (AWS; instead of LAKE) |
 | SOURCE_DSN / SOURCE_DB_SECRET_ARN | extract | ToteSys: a DSN (local) or a secret (AWS) |
 | WAREHOUSE_DSN / WAREHOUSE_DB_SECRET_ARN | load | the warehouse, likewise |
-| RECONCILE_INTERVAL_MINUTES | extract | reconcile at most this often (default 0: every run) |
+| RECONCILE_INTERVAL_MINUTES | extract | reconcile a large table at most this often (default 20) |
+| RECONCILE_EVERY_RUN_ROWS | extract | a table this small: every run (default 100000) |
 | PART_ROWS | extract | rows per CSV part (default 100000): bounds memory and the work of one call |
 """
 
@@ -48,17 +49,27 @@ def warehouse_dsn_from_env() -> str:
     return _dsn_from_env("WAREHOUSE")
 
 
-def reconcile_interval_from_env() -> timedelta:
-    raw = os.environ.get("RECONCILE_INTERVAL_MINUTES", "0").strip() or "0"
+def _whole_number(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
     if not raw.isdigit():
-        raise ConfigurationError(
-            f"RECONCILE_INTERVAL_MINUTES must be a whole number of minutes, got {raw!r}"
-        )
-    return timedelta(minutes=int(raw))
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}")
+    return int(raw)
+
+
+def reconcile_interval_from_env(default: timedelta) -> timedelta:
+    return timedelta(
+        minutes=_whole_number("RECONCILE_INTERVAL_MINUTES", default // timedelta(minutes=1))
+    )
+
+
+def every_run_rows_from_env(default: int) -> int:
+    return _whole_number("RECONCILE_EVERY_RUN_ROWS", default)
 
 
 def part_rows_from_env(default: int) -> int:
-    raw = os.environ.get("PART_ROWS", "").strip() or str(default)
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"PART_ROWS must be a positive whole number of rows, got {raw!r}")
-    return int(raw)
+    rows = _whole_number("PART_ROWS", default)
+    if rows < 1:
+        raise ConfigurationError(f"PART_ROWS must be a positive whole number of rows, got {rows}")
+    return rows

@@ -57,6 +57,11 @@ OVERLAP = timedelta(minutes=15)
 # Ids per reconciliation bucket: a changed bucket is extracted whole, so smaller buckets
 # mean fewer unchanged rows re-read; larger ones a smaller checksum file.
 BUCKET_WIDTH = 100
+# A change ToteSys makes silently must reach the warehouse within 30 minutes: a large table
+# is reconciled at least every 20 minutes, which with a run every 10 leaves room for one
+# failed run. A small table (most of ToteSys, and all of it at its real size) every run.
+RECONCILE_INTERVAL = timedelta(minutes=20)
+RECONCILE_EVERY_RUN_ROWS = 100_000
 # Serialises extracts against the same source (any 64-bit number unique to this purpose).
 EXTRACT_LOCK_ID = 7_146_203_951
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'
@@ -72,9 +77,11 @@ class SchemaDriftError(Exception):
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    """How the extract reconciles: every run (interval 0), or at most every ``interval``."""
+    """How often the extract reconciles: a table of at most ``every_run_rows`` rows on every
+    run (it costs little), a larger one at most every ``reconcile_interval``."""
 
-    reconcile_interval: timedelta = timedelta(0)
+    reconcile_interval: timedelta = RECONCILE_INTERVAL
+    every_run_rows: int = RECONCILE_EVERY_RUN_ROWS
     force_reconcile: bool = False  # `totes run --reconcile`, input {"reconcile": true}
     part_rows: int = DEFAULT_PART_ROWS
 
@@ -343,11 +350,14 @@ def _base(lake: Lake) -> _Base:
 
 
 def _reconcile_due(
-    settings: ExtractSettings, base: _Base, checksums_key: str | None, now: datetime
+    settings: ExtractSettings, base: _Base, baseline: TableExtract | None, now: datetime
 ) -> bool:
-    if settings.force_reconcile or base.repairs or checksums_key is None:
+    if settings.force_reconcile or base.repairs or baseline is None or not baseline.checksums:
         return True
-    last = datetime.strptime(batch_id_of(checksums_key), "%Y%m%dT%H%M%S%fZ")
+    rows = baseline.reconciled_rows
+    if rows is None or rows <= settings.every_run_rows:
+        return True
+    last = datetime.strptime(batch_id_of(baseline.checksums), "%Y%m%dT%H%M%S%fZ")
     return now - last >= settings.reconcile_interval
 
 
@@ -389,7 +399,7 @@ def _extract_table(
 
     changed: list[int] = []
     stored: dict[int, tuple[int, int]] | None = None
-    if _reconcile_due(writer.settings, base, checksums_key, now):
+    if _reconcile_due(writer.settings, base, baseline, now):
         source = bucket_checksums(conn, table)
         previous = base.checksums(table.name)
         changed = sorted(
@@ -401,6 +411,7 @@ def _extract_table(
         run = _full_copy(
             conn, table, watermark, future, recent,
             checksums=stored, checksums_key=checksums_key, writer=writer,
+            reconciled_rows=baseline.reconciled_rows if baseline else None,
         )  # fmt: skip
         run.extract.changed_rows = len(new_ids)
         return run
@@ -412,6 +423,7 @@ def _extract_table(
         future_rows=future,
         snapshot=Snapshot(BUCKET_WIDTH, tuple(changed)) if changed else None,
         checksums=checksums_key,
+        reconciled_rows=baseline.reconciled_rows if baseline else None,
         full_copy=full_copy,
     )
     run = _TableRun(extract=extract, recent=recent, checksums=stored)
@@ -431,6 +443,7 @@ def _full_copy(
     checksums: dict[int, tuple[int, int]] | None,
     checksums_key: str | None,
     writer: _Writer,
+    reconciled_rows: int | None = None,
 ) -> _TableRun:
     """The whole table: its first extract, or a changed table the transform needs whole."""
     extract = TableExtract(
@@ -440,6 +453,7 @@ def _full_copy(
         future_rows=future,
         snapshot=Snapshot(BUCKET_WIDTH, None),
         checksums=checksums_key,
+        reconciled_rows=reconciled_rows,
         full_copy=None,  # this batch, once written
     )
     parts = writer.copy(conn, table, None, None, extract.rows)
@@ -512,6 +526,7 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
                 run.extract.full_copy = batch_id
         if run.checksums is not None:
             run.extract.checksums = lake.put_checksums(name, batch_id, BUCKET_WIDTH, run.checksums)
+            run.extract.reconciled_rows = sum(rows for rows, _ in run.checksums.values())
     manifest = IngestionManifest(
         batch_id=batch_id,
         previous_batch_id=base.previous.batch_id if base.previous else None,

@@ -167,6 +167,7 @@ class TableExtract:
     # The latest bucket checksums of the source (a reconciliation's baseline), carried
     # forward from batch to batch: the key of the checksum file, or None before the first.
     checksums: str | None = None
+    reconciled_rows: int | None = None  # the table's rows at that pass (sets its cadence)
     # The batch whose CSV is the latest full copy of the table (tables the transform needs
     # whole), carried forward like ``checksums``.
     full_copy: str | None = None

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.sql import execute
+from tests.support.sql import execute, one
 from totes.pipeline.db import connect
 from totes.pipeline.extract import (
     ExtractSettings,
@@ -128,7 +128,7 @@ def test_the_watermark_never_passes_the_source_clock(totesys_dsn, tmp_path):
         f"UPDATE sales_order SET last_updated = {now} + interval '2 days' WHERE sales_order_id = 1",
     )
     # Reconciliation off: only the watermark can find the next change.
-    never = ExtractSettings(reconcile_interval=timedelta(days=365))
+    never = ExtractSettings(reconcile_interval=timedelta(days=365), every_run_rows=0)
     with connect(totesys_dsn) as conn:
         future = extract_batch(conn, lake, never)
     assert future.manifest.tables["sales_order"].future_rows == 1
@@ -147,7 +147,7 @@ def test_reconciliation_finds_silent_edits_and_deletions_when_due(totesys_dsn, t
     extract(totesys_dsn, lake)
     execute(totesys_dsn, "UPDATE design SET file_location = '/moved' WHERE design_id = 3")
     execute(totesys_dsn, "DELETE FROM payment WHERE payment_id = 250")
-    hourly = ExtractSettings(reconcile_interval=timedelta(hours=1))
+    hourly = ExtractSettings(reconcile_interval=timedelta(hours=1), every_run_rows=0)
     with connect(totesys_dsn) as conn:
         assert extract_batch(conn, lake, hourly).manifest is None  # not due: nothing seen
         forced = extract_batch(conn, lake, ExtractSettings(force_reconcile=True)).manifest
@@ -159,3 +159,24 @@ def test_reconciliation_finds_silent_edits_and_deletions_when_due(totesys_dsn, t
     assert payment.snapshot.buckets == (2,)  # the bucket of id 250, re-read whole
     assert ",/moved," not in lake.ingestion.get(payment.key).decode()
     assert "\n250," not in lake.ingestion.get(payment.key).decode()
+
+
+def test_small_tables_reconcile_every_run_and_large_ones_when_due(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    extract(totesys_dsn, lake)
+    execute(totesys_dsn, "UPDATE design SET file_location = '/moved' WHERE design_id = 3")
+    execute(
+        totesys_dsn,
+        "UPDATE sales_order SET agreed_delivery_date = '2031-01-01' WHERE sales_order_id = 3",
+    )
+    designs = one(totesys_dsn, "SELECT count(*) FROM design")
+    # Tables up to the design table's size are small; sales orders are large.
+    cadence = ExtractSettings(reconcile_interval=timedelta(hours=1), every_run_rows=designs)
+    with connect(totesys_dsn) as conn:
+        first = extract_batch(conn, lake, cadence).manifest
+    assert first.tables["design"].snapshot.buckets == (0,)  # small: every run
+    assert first.tables["sales_order"].snapshot is None  # large: not due for an hour
+    assert first.tables["sales_order"].reconciled_rows > designs
+    with connect(totesys_dsn) as conn:
+        due = extract_batch(conn, lake, ExtractSettings(force_reconcile=True)).manifest
+    assert due.tables["sales_order"].snapshot.buckets == (0,)
