@@ -37,6 +37,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlparse
 
 from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store
@@ -152,8 +153,38 @@ def _files(key: str | None, rows: int, parts: list[Part]) -> list[Part]:
     return [Part(key, rows)] if key is not None else []
 
 
+class _TableFiles:
+    """What a table's entry in either manifest shares: its files (one, or one per part) and
+    how its snapshot and parts are written to JSON and read back."""
+
+    key: str | None
+    rows: int
+    parts: list[Part]
+    snapshot: Snapshot | None
+
+    @property
+    def files(self) -> list[Part]:
+        """Every file of the table in this batch, in id order, with its row count."""
+        return _files(self.key, self.rows, self.parts)
+
+    def to_dict(self) -> dict:
+        raw = asdict(self)  # type: ignore[call-overload]  (a dataclass's mixin)
+        raw["snapshot"] = self.snapshot.to_dict() if self.snapshot else None
+        return raw
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Self:
+        return cls(
+            **{
+                **raw,
+                "snapshot": Snapshot.from_dict(raw.get("snapshot")),
+                "parts": _parts_from(raw.get("parts")),
+            }
+        )
+
+
 @dataclass
-class TableExtract:
+class TableExtract(_TableFiles):
     """What one batch holds for one ToteSys table."""
 
     rows: int
@@ -173,26 +204,6 @@ class TableExtract:
     full_copy: str | None = None
     # More rows than one part holds: one CSV per id range, in id order ([] : one file).
     parts: list[Part] = field(default_factory=list)
-
-    @property
-    def files(self) -> list[Part]:
-        """Every CSV of the table in this batch, in id order, with its row count."""
-        return _files(self.key, self.rows, self.parts)
-
-    def to_dict(self) -> dict:
-        raw = asdict(self)
-        raw["snapshot"] = self.snapshot.to_dict() if self.snapshot else None
-        return raw
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> TableExtract:
-        return cls(
-            **{
-                **raw,
-                "snapshot": Snapshot.from_dict(raw.get("snapshot")),
-                "parts": _parts_from(raw.get("parts")),
-            }
-        )
 
 
 @dataclass
@@ -232,7 +243,7 @@ class IngestionManifest:
 
 
 @dataclass
-class TableOutput:
+class TableOutput(_TableFiles):
     """One warehouse table of a transformed batch."""
 
     rows: int
@@ -241,26 +252,6 @@ class TableOutput:
     # Ids of source rows set aside (quarantined): they exist, so they are never "deleted".
     quarantined_ids: list[int] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)  # one Parquet per part ([]: one file)
-
-    @property
-    def files(self) -> list[Part]:
-        """Every Parquet file of the table in this batch, with its row count."""
-        return _files(self.key, self.rows, self.parts)
-
-    def to_dict(self) -> dict:
-        raw = asdict(self)
-        raw["snapshot"] = self.snapshot.to_dict() if self.snapshot else None
-        return raw
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> TableOutput:
-        return cls(
-            **{
-                **raw,
-                "snapshot": Snapshot.from_dict(raw.get("snapshot")),
-                "parts": _parts_from(raw.get("parts")),
-            }
-        )
 
 
 @dataclass
