@@ -49,9 +49,16 @@ from totes.pipeline.load_bulk import (
     is_empty,
     is_small_beside,
 )
-from totes.pipeline.load_stage import clear_staged, stage_part, staged_parts, take_staged
+from totes.pipeline.load_stage import (
+    clear_staged,
+    fully_staged,
+    stage_part,
+    staged_parts,
+    take_staged,
+)
 from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
-from totes.pipeline.warehouse_ddl import warehouse_ddl
+from totes.pipeline.warehouse_ddl import version_hash_migration, warehouse_ddl
+from totes.pipeline.warehouse_views import VIEW_NAMES
 from totes.schema.warehouse import (
     TIME_FORMAT,
     WAREHOUSE_TABLE_NAMES,
@@ -101,10 +108,34 @@ class LoadSummary:
 
 
 def ensure_warehouse(conn: Connection) -> None:
-    """Create the warehouse tables, keys and registers when missing."""
+    """Create the warehouse tables, keys and registers when missing (and bring a warehouse
+    of an earlier version up to date)."""
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        _migrate_version_hashes(cur)
         for statement in warehouse_ddl():
+            cur.execute(statement)
+
+
+def _migrate_version_hashes(cur: Cursor) -> None:
+    """Fact tables whose version_hash the load wrote (md5 text) get the computed one."""
+    cur.execute(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema ="
+        " current_schema() AND column_name = 'version_hash' AND is_generated = 'NEVER'"
+    )
+    old = {name for (name,) in cur.fetchall()}
+    facts = [t for t in WAREHOUSE_TABLES if t.kind == "fact" and t.name in old]
+    if not facts:
+        return
+    # Our views show version_hash; warehouse_ddl creates them again. Not CASCADE: a view
+    # of someone else's on ours stops the migration, loudly, instead of vanishing.
+    cur.execute(
+        sql.SQL("DROP VIEW IF EXISTS {}").format(
+            sql.SQL(", ").join(sql.Identifier(v) for v in VIEW_NAMES)
+        )
+    )
+    for table in facts:
+        for statement in version_hash_migration(table):
             cur.execute(statement)
 
 
@@ -145,26 +176,41 @@ def _stage(
             staging, columns, sql.Identifier(table.name)
         )
     )
-    if take_staged(cur, batch_id, table, output, staging):
-        return staging
+    if not take_staged(cur, batch_id, table, output, staging):
+        _copy_parts(cur, lake, output, table, staging)
+    return staging
+
+
+def _copy_parts(
+    cur: Cursor,
+    lake: Lake,
+    output: TableOutput,
+    table: WarehouseTable,
+    into: sql.Identifier,
+    batch_id: str | None = None,
+) -> int:
+    """COPY each Parquet part of the table's rows into ``into`` in turn (memory holds one
+    part), each part's count checked; with ``batch_id``, as the rows' batch_id column."""
+    names = [*table.column_names, *(["batch_id"] if batch_id else [])]
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
     for part in output.files:
         frame = _read_parquet(lake, part, table)
+        if batch_id:
+            frame = frame.with_columns(pl.lit(batch_id).alias("batch_id"))
         buffer = io.BytesIO()
         frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
         buffer.seek(0)
         cur.copy_expert(
-            sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-                staging, columns
-            ),
+            sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(into, columns),
             buffer,
         )
         if cur.rowcount != frame.height:  # the last hop's count: what the warehouse received
             raise LoadError(
-                f"{table.name} ({lake.processed.location(part.key)}): COPY staged"
+                f"{table.name} ({lake.processed.location(part.key)}): COPY wrote"
                 f" {cur.rowcount} rows of {frame.height}"
             )
         del buffer, frame
-    return staging
+    return output.rows
 
 
 def _merge_dimension(
@@ -260,8 +306,8 @@ def _append_facts(
     names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(
         sql.SQL(
-            "INSERT INTO {target} ({cols}, version_hash, batch_id)"
-            " SELECT {cols}, md5(ROW({cols})::text), %s FROM {staging}"
+            "INSERT INTO {target} ({cols}, batch_id)"
+            " SELECT {cols}, %s FROM {staging}"
             " ORDER BY {key}, last_updated_date, last_updated_time"
             " ON CONFLICT ({key}, version_hash) DO NOTHING"
         ).format(
@@ -284,8 +330,8 @@ def _deliver_waiting(cur: Cursor, table: WarehouseTable) -> int:
         sql.SQL(
             "WITH ready AS (DELETE FROM {waiting} w WHERE w.table_name = %s AND {missing} IS NULL"
             " RETURNING w.row, w.batch_id)"
-            " INSERT INTO {target} ({cols}, version_hash, batch_id)"
-            " SELECT {picked}, md5(ROW({picked})::text), ready.batch_id"
+            " INSERT INTO {target} ({cols}, batch_id)"
+            " SELECT {picked}, ready.batch_id"
             " FROM ready, jsonb_populate_record(NULL::{target}, ready.row) r"
             " ON CONFLICT ({key}, version_hash) DO NOTHING"
         ).format(
@@ -385,21 +431,34 @@ def _load_table(
     was_empty = False
     if output.key is not None:
         try:
-            staging = _stage(cur, lake, output, table, batch_id)
             big = output.rows >= BULK_CHECK_ROWS and is_small_beside(
                 cur, table, output.rows * BULK_SHARE
             )
             was_empty = big and is_empty(cur, table)
-            if table.kind == "dimension":
-                if was_empty and table.name != "dim_date":
-                    done.written[table.name] = insert_all(cur, table, staging, batch_id)
-                else:
-                    done.written[table.name] = _merge_dimension(cur, table, staging, batch_id)
-            elif big:
-                _append_facts_in_bulk(cur, table, staging, batch_id, done, empty=was_empty)
+            if (
+                was_empty
+                and table.name != "dim_date"
+                and not fully_staged(cur, batch_id, table, output)
+            ):
+                _write_into_empty(cur, lake, output, table, batch_id, done)
             else:
-                done.waiting[table.name] = _divert_waiting(cur, table, staging, batch_id)
-                done.written[table.name] = _append_facts(cur, table, staging, batch_id)
+                staging = _stage(cur, lake, output, table, batch_id)
+                if table.kind == "dimension":
+                    if was_empty and table.name != "dim_date":
+                        done.written[table.name] = insert_all(cur, table, staging, batch_id)
+                    else:
+                        done.written[table.name] = _merge_dimension(cur, table, staging, batch_id)
+                elif big:
+                    append = append_facts_unordered if was_empty else _append_facts
+                    _append_facts_in_bulk(
+                        cur, table, batch_id, done,
+                        write=lambda: append(cur, table, staging, batch_id),
+                        staged=lambda: staging,
+                        empty=was_empty,
+                    )  # fmt: skip
+                else:
+                    done.waiting[table.name] = _divert_waiting(cur, table, staging, batch_id)
+                    done.written[table.name] = _append_facts(cur, table, staging, batch_id)
         except psycopg2.OperationalError:
             raise  # the server went away: retried as DatabaseUnavailableError (see db.connect)
         except psycopg2.Error as exc:
@@ -413,27 +472,52 @@ def _load_table(
         done.deleted[table.name] = _mark_deletions(cur, table, output, staging, batch_id)
 
 
+def _write_into_empty(
+    cur: Cursor,
+    lake: Lake,
+    output: TableOutput,
+    table: WarehouseTable,
+    batch_id: str,
+    done: _BatchLoad,
+) -> None:
+    """A big batch into an empty table (an initial load, a replay): its Parquet COPYed
+    straight into the table, with no staging table between (the version hash is computed
+    as each row is written). A fact table's keys are checked and built in bulk."""
+    target = sql.Identifier(table.name)
+    if table.kind == "dimension":
+        done.written[table.name] = _copy_parts(cur, lake, output, table, target, batch_id)
+        return
+    _append_facts_in_bulk(
+        cur, table, batch_id, done,
+        write=lambda: _copy_parts(cur, lake, output, table, target, batch_id),
+        staged=lambda: _stage(cur, lake, output, table, batch_id),
+        empty=True,
+    )  # fmt: skip
+
+
 def _append_facts_in_bulk(
     cur: Cursor,
     table: WarehouseTable,
-    staging: sql.Identifier,
     batch_id: str,
     done: _BatchLoad,
     *,
+    write: Callable[[], int],
+    staged: Callable[[], sql.Identifier],
     empty: bool,
 ) -> None:
     """A big batch's facts with their foreign keys checked once, in bulk (and, into an empty
     table, its indexes built once). First optimistically, as if every dimension row were
-    there (the bulk check proves it); if one is missing, again from a savepoint, with the
-    rows that lack one moved to the waiting register first."""
+    there (``write`` writes every row; the bulk check proves it); if one is missing, again
+    from a savepoint, from the ``staged`` rows, with those that lack one moved to the
+    waiting register first."""
     cur.execute("SAVEPOINT bulk_facts")
     try:
         with foreign_keys_checked_in_bulk(cur, table), indexes_built_in_bulk(cur, table, empty):
-            append = append_facts_unordered if empty else _append_facts
-            done.written[table.name] = append(cur, table, staging, batch_id)
+            done.written[table.name] = write()
         done.waiting[table.name] = 0
     except psycopg2.errors.ForeignKeyViolation:
         cur.execute("ROLLBACK TO SAVEPOINT bulk_facts")
+        staging = staged()
         done.waiting[table.name] = _divert_waiting(cur, table, staging, batch_id)
         with foreign_keys_checked_in_bulk(cur, table):
             done.written[table.name] = _append_facts(cur, table, staging, batch_id)

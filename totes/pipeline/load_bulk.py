@@ -60,10 +60,9 @@ def append_facts_unordered(
     record ids in the staged order (the transform's: id, then last_updated)."""
     names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(
-        sql.SQL(
-            "INSERT INTO {target} ({cols}, version_hash, batch_id)"
-            " SELECT {cols}, md5(ROW({cols})::text), %s FROM {staging}"
-        ).format(target=sql.Identifier(table.name), cols=names, staging=staging),
+        sql.SQL("INSERT INTO {target} ({cols}, batch_id) SELECT {cols}, %s FROM {staging}").format(
+            target=sql.Identifier(table.name), cols=names, staging=staging
+        ),
         (batch_id,),
     )
     return cur.rowcount

@@ -102,11 +102,8 @@ def _has_register(cur: Cursor) -> bool:
     return cur.fetchone()[0]
 
 
-def take_staged(
-    cur: Cursor, batch_id: str, table: WarehouseTable, output: TableOutput, into: sql.Identifier
-) -> bool:
-    """Fill the (empty) temporary table ``into`` with the batch's staged rows of ``table``
-    if every part is staged with the manifest's count; False (nothing done) otherwise."""
+def fully_staged(cur: Cursor, batch_id: str, table: WarehouseTable, output: TableOutput) -> bool:
+    """Whether every part of the batch's ``table`` is staged with the manifest's count."""
     if not _has_register(cur):
         return False
     cur.execute(
@@ -115,8 +112,15 @@ def take_staged(
         ),
         (batch_id, table.name),
     )
-    staged = dict(cur.fetchall())
-    if staged != {i: part.rows for i, part in enumerate(output.files)}:
+    return dict(cur.fetchall()) == {i: part.rows for i, part in enumerate(output.files)}
+
+
+def take_staged(
+    cur: Cursor, batch_id: str, table: WarehouseTable, output: TableOutput, into: sql.Identifier
+) -> bool:
+    """Fill the (empty) temporary table ``into`` with the batch's staged rows of ``table``
+    if every part is staged with the manifest's count; False (nothing done) otherwise."""
+    if not fully_staged(cur, batch_id, table, output):
         return False
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(

@@ -39,6 +39,27 @@ def version_index_ddl(table: WarehouseTable) -> sql.Composable:
     )
 
 
+def version_hash_ddl(table: WarehouseTable) -> sql.Composable:
+    """A fact row's version: a 64-bit hash of its business columns, computed by PostgreSQL
+    as the row is written (by COPY too), from each value's own type (no text rendering).
+    Immutable, so the same content always has the same hash."""
+    return sql.SQL(
+        "version_hash bigint NOT NULL GENERATED ALWAYS AS (hash_record_extended(ROW({}), 0)) STORED"
+    ).format(sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names))
+
+
+def version_hash_migration(table: WarehouseTable) -> list[sql.Composable]:
+    """A warehouse from before computed version hashes (md5 text, written by the load):
+    the column replaced by the computed one, its index rebuilt (the views that show it are
+    dropped first and created again after, by ``warehouse_ddl``)."""
+    name = sql.Identifier(table.name)
+    return [
+        sql.SQL("ALTER TABLE {} DROP COLUMN version_hash").format(name),  # and its index
+        sql.SQL("ALTER TABLE {} ADD COLUMN {}").format(name, version_hash_ddl(table)),
+        version_index_ddl(table),
+    ]
+
+
 def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     """CREATE statements (idempotent) for one warehouse table, its keys and indexes."""
     name = sql.Identifier(table.name)
@@ -47,7 +68,7 @@ def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
         columns.append(sql.SQL("PRIMARY KEY ({})").format(sql.Identifier(table.key)))
     else:
         columns.insert(0, sql.SQL("{} serial PRIMARY KEY").format(sql.Identifier(table.record_id)))
-        columns.append(sql.SQL("version_hash text NOT NULL"))
+        columns.append(version_hash_ddl(table))
     columns.append(sql.SQL("batch_id text NOT NULL"))
     columns.extend(foreign_key_clause(table, col) for col in table.foreign_keys)
     statements: list[sql.Composable] = [

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from psycopg2 import sql
 
 import totes.pipeline.load
 from tests.support.oracle import differences, rows
+from tests.support.sql import one, query
 from totes.pipeline.db import connect
 from totes.pipeline.extract import run_extract
 from totes.pipeline.lake import Lake, ProcessedManifest, TableOutput, manifest_key
-from totes.pipeline.load import BrokenChainError, ProcessedFileError, load_batches
+from totes.pipeline.load import (
+    BrokenChainError,
+    ProcessedFileError,
+    ensure_warehouse,
+    load_batches,
+    replay,
+)
 from totes.pipeline.transform import run_transform
+from totes.pipeline.warehouse_ddl import version_index_ddl
+from totes.pipeline.warehouse_views import VIEW_NAMES, current_view_name
+from totes.schema.warehouse import WAREHOUSE_TABLES
 
 
 @pytest.fixture
@@ -148,4 +159,46 @@ def test_a_lake_written_before_times_became_text_still_loads(
     with connect(warehouse_dsn) as conn:
         load_batches(conn, legacy, [batch_id])
 
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_a_warehouse_with_version_hashes_of_before_is_migrated(
+    transformed, totesys_dsn, warehouse_dsn
+):
+    """Until version hashes were computed by PostgreSQL, the load wrote md5 text into them:
+    the next load replaces the column (views dropped and made again), and nothing doubles."""
+    lake, batch_id = transformed
+    with connect(warehouse_dsn) as conn:
+        load_batches(conn, lake, [batch_id])
+    facts = [t for t in WAREHOUSE_TABLES if t.kind == "fact"]
+    with connect(warehouse_dsn) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("DROP VIEW {}").format(sql.SQL(", ").join(map(sql.Identifier, VIEW_NAMES)))
+        )
+        for fact in facts:
+            columns = sql.SQL(", ").join(map(sql.Identifier, fact.column_names))
+            name = sql.Identifier(fact.name)
+            cur.execute(sql.SQL("ALTER TABLE {} DROP COLUMN version_hash").format(name))
+            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN version_hash text").format(name))
+            cur.execute(
+                sql.SQL("UPDATE {} SET version_hash = md5(ROW({})::text)").format(name, columns)
+            )
+            cur.execute(sql.SQL("ALTER TABLE {} ALTER version_hash SET NOT NULL").format(name))
+            cur.execute(version_index_ddl(fact))
+    before = {f.name: one(warehouse_dsn, f"SELECT count(*) FROM {f.name}") for f in facts}
+
+    with connect(warehouse_dsn) as conn:
+        ensure_warehouse(conn)
+        replay(conn, lake, "fact_sales_order")
+
+    generated = query(
+        warehouse_dsn,
+        "SELECT table_name, data_type, is_generated FROM information_schema.columns"
+        " WHERE column_name = 'version_hash' ORDER BY 1",
+    )
+    assert set(generated) == {(f.name, "bigint", "ALWAYS") for f in facts} | {
+        (current_view_name(f), "bigint", "NEVER") for f in facts
+    }
+    after = {f.name: one(warehouse_dsn, f"SELECT count(*) FROM {f.name}") for f in facts}
+    assert after == before
     assert differences(totesys_dsn, warehouse_dsn) == {}
