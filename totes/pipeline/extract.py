@@ -226,14 +226,16 @@ class _Writer:
         ids: list[int] | None,
         buckets: list[int] | None,
         rows: int,
+        ranges: list[tuple[int, int, int]] | None = None,
     ) -> list[Part]:
         """Stream the selected rows (``rows`` of them, counted in this snapshot) into the
         lake: one CSV, or one per part of at most ``part_rows`` rows, each part's rows
-        counted in the same snapshot."""
+        counted in the same snapshot (``ranges``: (first id, last id, rows) of each part,
+        when already counted)."""
         where = _selection(table, ids, buckets)
         if rows <= self.part_rows:
             ranges = [(None, None, rows)]
-        else:
+        elif ranges is None:
             ranges = _part_ranges(conn, table, where, self.part_rows)
         parts = []
         for number, (low, high, count) in enumerate(ranges, start=1):
@@ -273,8 +275,49 @@ def _window_hashes(conn: Connection, table: SourceTable, since: str) -> list[tup
         return cur.fetchall()
 
 
-def bucket_checksums(conn: Connection, table: SourceTable) -> dict[int, tuple[int, int]]:
-    """bucket -> (rows, sum of 64-bit row hashes), computed in the source database.
+@dataclass(frozen=True)
+class Bucket:
+    """One reconciliation bucket of a table, as the source has it now."""
+
+    rows: int
+    checksum: int  # sum of the rows' 64-bit hashes
+    first_id: int
+    last_id: int
+
+
+@dataclass(frozen=True)
+class Survey:
+    """A whole table in one scan: its buckets, its largest last_updated and how many rows
+    are dated after the source's clock."""
+
+    buckets: dict[int, Bucket]
+    max_last_updated: str | None
+    future_rows: int
+
+    @property
+    def checksums(self) -> dict[int, tuple[int, int]]:
+        return {b: (bucket.rows, bucket.checksum) for b, bucket in self.buckets.items()}
+
+    @property
+    def rows(self) -> int:
+        return sum(bucket.rows for bucket in self.buckets.values())
+
+    def part_ranges(self, part_rows: int) -> list[tuple[int, int, int]]:
+        """(first id, last id, rows) of runs of whole buckets of at most ``part_rows`` rows
+        (at least one bucket each), in id order: exact, and no query of their own."""
+        ranges: list[tuple[int, int, int]] = []
+        for _, bucket in sorted(self.buckets.items()):
+            if ranges and ranges[-1][2] + bucket.rows <= part_rows:
+                first, _, rows = ranges[-1]
+                ranges[-1] = (first, bucket.last_id, rows + bucket.rows)
+            else:
+                ranges.append((bucket.first_id, bucket.last_id, bucket.rows))
+        return ranges
+
+
+def survey(conn: Connection, table: SourceTable, now: str) -> Survey:
+    """Per bucket: rows, sum of 64-bit row hashes, first and last id; and the table's largest
+    last_updated and its rows dated after ``now``; one scan, in the source database.
 
     ``hash_record_extended`` (PostgreSQL 14+) hashes the row's values without rendering them
     as text: three times faster than an md5 of the text. Its enum hashes depend on the
@@ -282,26 +325,29 @@ def bucket_checksums(conn: Connection, table: SourceTable) -> dict[int, tuple[in
     then re-reads every bucket once, and nothing is duplicated.
     """
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    pk = sql.Identifier(table.primary_key)
     query = sql.SQL(
-        "SELECT {pk} / %s, count(*), sum(hash_record_extended(ROW({columns}), 0))"
-        " FROM {t} GROUP BY 1"
-    ).format(pk=sql.Identifier(table.primary_key), columns=columns, t=sql.Identifier(table.name))
+        "SELECT {pk} / %s, count(*), sum(hash_record_extended(ROW({columns}), 0)), min({pk}),"
+        " max({pk}), to_char(max(last_updated), {fmt}),"
+        " count(*) FILTER (WHERE last_updated > %s::timestamp) FROM {t} GROUP BY 1"
+    ).format(pk=pk, columns=columns, fmt=sql.Literal(_TS_FORMAT), t=sql.Identifier(table.name))
     with conn.cursor() as cur:
-        cur.execute(query, (BUCKET_WIDTH,))
-        return {int(b): (int(n), int(total)) for b, n, total in cur.fetchall()}
+        cur.execute(query, (BUCKET_WIDTH, now))
+        found = cur.fetchall()
+    latest = [last for *_, last, _ in found if last is not None]
+    return Survey(
+        buckets={
+            int(b): Bucket(int(n), int(total), int(low), int(high))
+            for b, n, total, low, high, _, _ in found
+        },
+        max_last_updated=max(latest) if latest else None,
+        future_rows=sum(int(future) for *_, future in found),
+    )
 
 
-def _max_last_updated(conn: Connection, table: SourceTable, now: str) -> tuple[str | None, int]:
-    """(largest last_updated, rows dated after ``now``) of the whole table."""
-    with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL(
-                "SELECT to_char(max(last_updated), {}), count(*) FILTER"
-                " (WHERE last_updated > %s::timestamp) FROM {}"
-            ).format(sql.Literal(_TS_FORMAT), sql.Identifier(table.name)),
-            (now,),
-        )
-        return cur.fetchone()
+def bucket_checksums(conn: Connection, table: SourceTable) -> dict[int, tuple[int, int]]:
+    """bucket -> (rows, sum of 64-bit row hashes), computed in the source database."""
+    return survey(conn, table, "infinity").checksums
 
 
 def _iso_minus(iso: str, delta: timedelta) -> str:
@@ -377,14 +423,14 @@ def _extract_table(
     # A repair writes fresh full copies: the latest one may be in the skipped batch.
     full_copy = before.full_copy if before and not base.repairs else None
     if before is None or before.watermark is None:  # the first extract of this table: all
-        max_seen, future = _max_last_updated(conn, table, now_iso)
-        if max_seen is None:
+        whole = survey(conn, table, now_iso)
+        if whole.max_last_updated is None:
             return _TableRun(TableExtract(rows=0, key=None, watermark=None))
-        watermark = min(max_seen, now_iso)
+        watermark = min(whole.max_last_updated, now_iso)
         window = _window_hashes(conn, table, watermark)
         run = _full_copy(
-            conn, table, watermark, future, _recent(window, watermark),
-            checksums=bucket_checksums(conn, table), checksums_key=None, writer=writer,
+            conn, table, watermark, whole.future_rows, _recent(window, watermark),
+            checksums=whole.checksums, checksums_key=None, writer=writer, whole=whole,
         )  # fmt: skip
         run.extract.changed_rows = run.extract.rows  # all of it is new to the lake
         return run
@@ -444,10 +490,12 @@ def _full_copy(
     checksums_key: str | None,
     writer: _Writer,
     reconciled_rows: int | None = None,
+    whole: Survey | None = None,
 ) -> _TableRun:
-    """The whole table: its first extract, or a changed table the transform needs whole."""
+    """The whole table: its first extract, or a changed table the transform needs whole.
+    With a ``survey`` of it (from this snapshot), its rows and parts are counted already."""
     extract = TableExtract(
-        rows=_count_rows(conn, table, None, None),
+        rows=whole.rows if whole else _count_rows(conn, table, None, None),
         key=None,
         watermark=watermark,
         future_rows=future,
@@ -456,7 +504,8 @@ def _full_copy(
         reconciled_rows=reconciled_rows,
         full_copy=None,  # this batch, once written
     )
-    parts = writer.copy(conn, table, None, None, extract.rows)
+    ranges = whole.part_ranges(writer.part_rows) if whole else None
+    parts = writer.copy(conn, table, None, None, extract.rows, ranges)
     return _TableRun(extract=extract, parts=parts, recent=recent, checksums=checksums)
 
 
