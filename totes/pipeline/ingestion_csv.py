@@ -65,21 +65,26 @@ def source_polars_schema(table: str) -> pl.Schema:
     return pl.Schema({c.name: _POLARS_TYPES[_kind(c.pg_type)] for c in source_table(table).columns})
 
 
-def _cast(values: pl.Expr, col: Column, *, strict: bool = True) -> pl.Expr:
-    """The cast of one text column to its source type; not strict: null where it fails."""
+def _cast(values: pl.Expr, col: Column) -> pl.Expr:
+    """The cast of one text column to its source type: null where it fails."""
     kind = _kind(col.pg_type)
     if kind == "timestamp(3)":
-        return values.str.to_datetime(_TIMESTAMP_FORMAT, time_unit="ms", strict=strict)
+        # No cache: timestamps are nearly all distinct, and the cache halves the speed.
+        return values.str.to_datetime(_TIMESTAMP_FORMAT, time_unit="ms", strict=False, cache=False)
     if kind == "boolean":
         booleans = {"t": True, "f": False}
-        if strict:
-            return values.replace_strict(booleans, return_dtype=pl.Boolean)
         return values.replace_strict(booleans, default=None, return_dtype=pl.Boolean)
-    return values.cast(_POLARS_TYPES[kind], strict=strict)
+    return values.cast(_POLARS_TYPES[kind], strict=False)
 
 
-def _valid(values: pl.Expr, col: Column) -> pl.Expr:
-    """True where a non-null value is well formed for its type (null where it is null)."""
+def _typed(name: str) -> str:
+    """The column that holds the cast of column ``name`` while a file is checked."""
+    return f"{name} (typed)"
+
+
+def _valid(values: pl.Expr, typed: pl.Expr, col: Column) -> pl.Expr:
+    """True where a non-null value is well formed for its type (null where it is null);
+    ``typed``: the value cast to its type (null where the cast failed)."""
     kind = _kind(col.pg_type)
     if kind == "enum":
         return values.is_in(ENUM_TYPES[col.pg_type.strip('"')])
@@ -88,7 +93,7 @@ def _valid(values: pl.Expr, col: Column) -> pl.Expr:
         return values.str.len_chars() <= int(limit) if limit.isdigit() else values.is_not_null()
     # The pattern rejects what a lenient parser would accept or round (1.234, 1e3, 5 fractional
     # digits); the parse rejects what the pattern cannot see (month 13, integer overflow).
-    return values.str.contains(_PATTERNS[kind]) & _cast(values, col, strict=False).is_not_null()
+    return values.str.contains(_PATTERNS[kind]) & typed.is_not_null()
 
 
 def _describe(col: Column) -> str:
@@ -167,7 +172,9 @@ def _bad(col: Column) -> pl.Expr:
     """True where the value is not one PostgreSQL writes for the column's type."""
     values = pl.col(col.name)
     bad = values.is_null() if not col.nullable else pl.lit(False)
-    return bad | (values.is_not_null() & ~_valid(values, col).fill_null(False))
+    return bad | (
+        values.is_not_null() & ~_valid(values, pl.col(_typed(col.name)), col).fill_null(False)
+    )
 
 
 def _reason(col: Column, value: str | None) -> str:
@@ -188,27 +195,24 @@ def read_ingestion_csv(data: bytes, table: str, key: str) -> CsvRows:
     _check_header(data, table, where)
     spec = source_table(table)
     text = _read_text(data, where).with_row_index("_row", offset=1)
-    flags = text.select("_row", *(_bad(c).alias(c.name) for c in spec.columns))
+    # Each value cast once: the casts serve both the checks and the frame returned.
+    text = text.with_columns(_cast(pl.col(c.name), c).alias(_typed(c.name)) for c in spec.columns)
+    flags = text.select(_bad(c).alias(c.name) for c in spec.columns)
+    is_bad = flags.select(pl.any_horizontal(pl.all())).to_series()
+    bad, flags = text.filter(is_bad), flags.filter(is_bad)  # usually nothing: no work below
     rejections: list[Rejection] = []
-    bad_rows: set[int] = set()
     pk = spec.primary_key
     for col in spec.columns:
-        hits = text.filter(flags[col.name])
-        for row, value, pk_text in hits.select(
-            "_row", col.name, pl.col(pk).alias("_id")
-        ).iter_rows():
-            bad_rows.add(row)
+        hits = bad.filter(flags[col.name]).select("_row", col.name, pl.col(pk).alias("_id"))
+        for row, value, pk_text in hits.iter_rows():
             rejections.append(
                 Rejection(table, row, _int_or_none(pk_text), col.name, value, _reason(col, value))
             )
     rejections.sort(key=lambda r: (r.row, spec.column_names.index(r.column)))
-    is_bad = pl.col("_row").is_in(sorted(bad_rows))
     good = text.filter(~is_bad)
-    try:
-        frame = good.select(_cast(pl.col(c.name), c) for c in spec.columns)
-    except pl.exceptions.PolarsError as exc:  # a value the checks above let through
-        raise where.error(f"a value does not cast to its type: {exc}") from exc
-    return CsvRows(frame, good["_row"].to_list(), rejections, text.filter(is_bad))
+    frame = good.select(pl.col(_typed(c.name)).alias(c.name) for c in spec.columns)
+    rejected_text = bad.select("_row", *spec.column_names)
+    return CsvRows(frame, good["_row"].to_list(), rejections, rejected_text)
 
 
 def _int_or_none(text: str | None) -> int | None:
