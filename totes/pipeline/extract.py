@@ -28,6 +28,7 @@ How nothing is lost or duplicated:
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -345,9 +346,59 @@ def survey(conn: Connection, table: SourceTable, now: str) -> Survey:
     )
 
 
-def bucket_checksums(conn: Connection, table: SourceTable) -> dict[int, tuple[int, int]]:
-    """bucket -> (rows, sum of 64-bit row hashes), computed in the source database."""
-    return survey(conn, table, "infinity").checksums
+class _Surveyor:
+    """Whole-table surveys for this extract, in its snapshot.
+
+    With a second session, the surveys run on it, up to ``AHEAD`` tables ahead of the
+    extract, while the first session copies: the source's two scans of a table (survey,
+    COPY) then run on two cores instead of one after the other. The second session reads
+    the same snapshot (``pg_export_snapshot``), so both see exactly the same rows.
+    """
+
+    # Surveys held at once: enough to keep the second session busy past small tables; each
+    # holds a table's bucket checksums (memory), so not every table's.
+    AHEAD = 3
+
+    def __init__(
+        self, conn: Connection, helper: Connection | None, now: str, tables: list[SourceTable]
+    ) -> None:
+        self._conn, self._helper, self._now = conn, helper, now
+        self._waiting = list(tables)  # those to survey, in the order the extract asks
+        self._ahead: list[tuple[str, Future[Survey]]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        if helper is not None and tables:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                (snapshot,) = cur.fetchone()
+            helper.autocommit = False
+            helper.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with helper.cursor() as cur:
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="extract-survey")
+            self._submit()
+
+    def _submit(self) -> None:
+        while self._pool is not None and self._waiting and len(self._ahead) < self.AHEAD:
+            table = self._waiting.pop(0)
+            future = self._pool.submit(survey, self._helper, table, self._now)
+            self._ahead.append((table.name, future))
+
+    def survey(self, table: SourceTable) -> Survey:
+        if self._ahead and self._ahead[0][0] == table.name:
+            _, future = self._ahead.pop(0)
+            found = future.result()
+            self._submit()
+            return found
+        return survey(self._conn, table, self._now)
+
+    def close(self) -> None:
+        """Stop the second session's work (on an error, mid-query) and end its snapshot."""
+        if self._pool is None:
+            return
+        if any(not future.done() for _, future in self._ahead):
+            self._helper.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._helper.rollback()
 
 
 def _iso_minus(iso: str, delta: timedelta) -> str:
@@ -413,8 +464,25 @@ def _recent(window: list[tuple[str, str, str]], watermark: str) -> dict[str, str
     return {pk: h for pk, h, lu in window if lu >= floor}
 
 
+def _needs_survey(
+    table: SourceTable, base: _Base, now: datetime, settings: ExtractSettings
+) -> bool:
+    """Whether ``_extract_table`` surveys the whole table (its first extract, or a
+    reconciliation is due)."""
+    before = base.previous.tables.get(table.name) if base.previous else None
+    if before is None or before.watermark is None:
+        return True
+    baseline = base.baseline.tables.get(table.name) if base.baseline else None
+    return _reconcile_due(settings, base, baseline, now)
+
+
 def _extract_table(
-    conn: Connection, table: SourceTable, base: _Base, now: datetime, writer: _Writer
+    conn: Connection,
+    table: SourceTable,
+    base: _Base,
+    now: datetime,
+    writer: _Writer,
+    surveyor: _Surveyor,
 ) -> _TableRun:
     now_iso = now.isoformat(timespec="milliseconds")
     before = base.previous.tables.get(table.name) if base.previous else None
@@ -423,7 +491,7 @@ def _extract_table(
     # A repair writes fresh full copies: the latest one may be in the skipped batch.
     full_copy = before.full_copy if before and not base.repairs else None
     if before is None or before.watermark is None:  # the first extract of this table: all
-        whole = survey(conn, table, now_iso)
+        whole = surveyor.survey(table)
         if whole.max_last_updated is None:
             return _TableRun(TableExtract(rows=0, key=None, watermark=None))
         watermark = min(whole.max_last_updated, now_iso)
@@ -446,7 +514,7 @@ def _extract_table(
     changed: list[int] = []
     stored: dict[int, tuple[int, int]] | None = None
     if _reconcile_due(writer.settings, base, baseline, now):
-        source = bucket_checksums(conn, table)
+        source = surveyor.survey(table).checksums
         previous = base.checksums(table.name)
         changed = sorted(
             b for b in source.keys() | previous.keys() if source.get(b) != previous.get(b)
@@ -504,7 +572,9 @@ def _full_copy(
         reconciled_rows=reconciled_rows,
         full_copy=None,  # this batch, once written
     )
-    ranges = whole.part_ranges(writer.part_rows) if whole else None
+    # Parts of whole buckets, unless a part is to be smaller than a bucket.
+    by_buckets = whole is not None and writer.part_rows >= BUCKET_WIDTH
+    ranges = whole.part_ranges(writer.part_rows) if by_buckets else None
     parts = writer.copy(conn, table, None, None, extract.rows, ranges)
     return _TableRun(extract=extract, parts=parts, recent=recent, checksums=checksums)
 
@@ -518,14 +588,18 @@ class ExtractOutcome:
 
 
 def extract_batch(
-    conn: Connection, lake: Lake, settings: ExtractSettings | None = None
+    conn: Connection,
+    lake: Lake,
+    settings: ExtractSettings | None = None,
+    helper: Connection | None = None,
 ) -> ExtractOutcome:
-    """Run one extract; write the batch's CSVs and then its manifest, if anything changed."""
+    """Run one extract; write the batch's CSVs and then its manifest, if anything changed.
+    ``helper``: a second session to the source, which surveys tables while ``conn`` copies."""
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%s)", (EXTRACT_LOCK_ID,))
     try:
-        return _extract_locked(conn, lake, settings or ExtractSettings())
+        return _extract_locked(conn, lake, settings or ExtractSettings(), helper)
     finally:
         try:
             conn.rollback()
@@ -536,7 +610,9 @@ def extract_batch(
             pass  # the session is gone, and its lock with it; the first error is what counts
 
 
-def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> ExtractOutcome:
+def _extract_locked(
+    conn: Connection, lake: Lake, settings: ExtractSettings, helper: Connection | None
+) -> ExtractOutcome:
     # Read after taking the lock, so an extract that just finished is seen.
     base = _base(lake)
     conn.autocommit = False
@@ -547,7 +623,12 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
         now: datetime = cur.fetchone()[0]
     batch_id = batch_id_at(now)
     writer = _Writer(lake, batch_id, settings)
-    runs = {table.name: _extract_table(conn, table, base, now, writer) for table in SOURCE_TABLES}
+    to_survey = [t for t in SOURCE_TABLES if _needs_survey(t, base, now, settings)]
+    surveyor = _Surveyor(conn, helper, now.isoformat(timespec="milliseconds"), to_survey)
+    try:
+        runs = {t.name: _extract_table(conn, t, base, now, writer, surveyor) for t in SOURCE_TABLES}
+    finally:
+        surveyor.close()
     conn.commit()
     # Told once, when they appear (logged every run): a run every 10 minutes would
     # otherwise repeat the same email until someone fixes ToteSys.
@@ -593,8 +674,11 @@ def _extract_locked(conn: Connection, lake: Lake, settings: ExtractSettings) -> 
 
 def run_extract(lake: Lake, source_dsn: str, settings: ExtractSettings | None = None) -> dict:
     """The extract stage: what its handler returns to the state machine (ids and counts)."""
-    with connect(source_dsn, application_name="totes-extract") as conn:
-        outcome = extract_batch(conn, lake, settings)
+    with (
+        connect(source_dsn, application_name="totes-extract") as conn,
+        connect(source_dsn, application_name="totes-extract-survey") as helper,
+    ):
+        outcome = extract_batch(conn, lake, settings, helper)
     manifest = outcome.manifest
     tables = manifest.tables if manifest else {}
     return {

@@ -180,3 +180,26 @@ def test_small_tables_reconcile_every_run_and_large_ones_when_due(totesys_dsn, t
     with connect(totesys_dsn) as conn:
         due = extract_batch(conn, lake, ExtractSettings(force_reconcile=True)).manifest
     assert due.tables["sales_order"].snapshot.buckets == (0,)
+
+
+def test_a_second_session_surveys_in_the_same_snapshot(totesys_dsn, tmp_path):
+    """With a helper session (as run_extract uses), the batch is the one a single session
+    writes: same rows, counts, parts and checksums, for a first and a reconciling extract."""
+    alone, helped = Lake.from_uri(str(tmp_path / "alone")), Lake.from_uri(str(tmp_path / "helped"))
+    settings = ExtractSettings(part_rows=100, force_reconcile=True)
+    silent_edit = "UPDATE sales_order SET units_sold = units_sold + 1 WHERE sales_order_id = 5"
+    for edit in (None, silent_edit):
+        if edit:
+            execute(totesys_dsn, edit)
+        with connect(totesys_dsn) as conn, connect(totesys_dsn) as helper:
+            first = extract_batch(conn, alone, settings).manifest
+            second = extract_batch(conn, helped, settings, helper).manifest
+        for name, table in first.tables.items():
+            other = second.tables[name]
+            assert (table.rows, table.snapshot) == (other.rows, other.snapshot)
+            assert [p.rows for p in table.files] == [p.rows for p in other.files]
+            assert [alone.ingestion.get(p.key) for p in table.files] == [
+                helped.ingestion.get(p.key) for p in other.files
+            ]
+            if table.checksums:
+                assert alone.checksums(table.checksums) == helped.checksums(other.checksums)

@@ -4,6 +4,7 @@ parts loads exactly the warehouse a single-part batch loads."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 
@@ -15,7 +16,7 @@ import totes.pipeline.load
 from tests.support.oracle import differences
 from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
-from totes.pipeline.extract import ExtractSettings, run_extract
+from totes.pipeline.extract import BUCKET_WIDTH, ExtractSettings, run_extract
 from totes.pipeline.ingestion_csv import IngestionFormatError
 from totes.pipeline.lake import Lake, manifest_key
 from totes.pipeline.load import plan_load, run_load, run_stage_part
@@ -59,6 +60,25 @@ def test_the_extract_splits_big_tables_into_counted_id_ranges(totesys_dsn, tmp_p
             ids.append([int(i) for i in frame[table.primary_key]])
         flat = [i for part_ids in ids for i in part_ids]
         assert flat == sorted(flat) and len(set(flat)) == total  # disjoint, ascending ranges
+
+
+def test_parts_of_at_least_a_bucket_are_cut_from_the_survey_at_bucket_edges(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path))
+    part_rows = 150  # one and a half buckets: a part is one whole bucket here
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=part_rows))
+    (batch_id,) = lake.extracted_batches()
+    extract = lake.ingestion_manifest(batch_id).tables["sales_order"]
+    total = one(totesys_dsn, "SELECT count(*) FROM sales_order")
+    assert len(extract.files) > 1 and extract.rows == total
+    flat, buckets = [], []
+    for part in extract.files:
+        ids = [int(i) for i in pl.read_csv(lake.ingestion.get(part.key))["sales_order_id"]]
+        assert len(ids) == part.rows <= part_rows
+        flat += ids
+        buckets.append((ids[0] // BUCKET_WIDTH, ids[-1] // BUCKET_WIDTH))
+    assert flat == sorted(flat) and len(set(flat)) == total
+    # No bucket is split between two parts.
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(buckets))
 
 
 def test_a_part_holding_other_rows_than_its_manifest_says_stops_the_transform(
