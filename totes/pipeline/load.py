@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -189,27 +190,36 @@ def _copy_parts(
     into: sql.Identifier,
     batch_id: str | None = None,
 ) -> int:
-    """COPY each Parquet part of the table's rows into ``into`` in turn (memory holds one
-    part), each part's count checked; with ``batch_id``, as the rows' batch_id column."""
+    """COPY each Parquet part of the table's rows into ``into`` in turn, each part's count
+    checked; with ``batch_id``, as the rows' batch_id column. The next part is read and
+    turned into CSV while the server takes this one (memory holds two parts)."""
     names = [*table.column_names, *(["batch_id"] if batch_id else [])]
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
-    for part in output.files:
+    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
+        into, sql.SQL(", ").join(sql.Identifier(c) for c in names)
+    )
+
+    def as_csv(part: Part) -> tuple[io.BytesIO, int]:
         frame = _read_parquet(lake, part, table)
         if batch_id:
             frame = frame.with_columns(pl.lit(batch_id).alias("batch_id"))
         buffer = io.BytesIO()
         frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
         buffer.seek(0)
-        cur.copy_expert(
-            sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(into, columns),
-            buffer,
-        )
-        if cur.rowcount != frame.height:  # the last hop's count: what the warehouse received
-            raise LoadError(
-                f"{table.name} ({lake.processed.location(part.key)}): COPY wrote"
-                f" {cur.rowcount} rows of {frame.height}"
-            )
-        del buffer, frame
+        return buffer, frame.height
+
+    with ThreadPoolExecutor(1, thread_name_prefix="load-read") as reader:
+        upcoming = reader.submit(as_csv, output.files[0]) if output.files else None
+        for index, part in enumerate(output.files):
+            buffer, rows = upcoming.result()
+            if index + 1 < len(output.files):
+                upcoming = reader.submit(as_csv, output.files[index + 1])
+            cur.copy_expert(copy, buffer)
+            if cur.rowcount != rows:  # the last hop's count: what the warehouse received
+                raise LoadError(
+                    f"{table.name} ({lake.processed.location(part.key)}): COPY wrote"
+                    f" {cur.rowcount} rows of {rows}"
+                )
+            del buffer
     return output.rows
 
 

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -57,6 +58,8 @@ from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, warehouse_table
 logger = logging.getLogger(__name__)
 # How many set-aside values a run's warning lists; the quarantine files hold all of them.
 MAX_LISTED_REJECTIONS = 100
+# Units of a batch transformed at once in one call (memory: this many parts).
+UNITS_AT_ONCE = 2
 
 
 class TransformError(Exception):
@@ -447,7 +450,10 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
     if lake.processed.exists(manifest_key(batch_id)):
         return lake.processed_manifest(batch_id)
     count = len(units(lake.ingestion_manifest(batch_id)))
-    results = [_unit_result(lake, batch_id, index) for index in range(count)]
+    # Two units at a time: much of a unit's work is single-threaded (reading one part,
+    # Python between polars calls), so a second one keeps a second core busy.
+    with ThreadPoolExecutor(UNITS_AT_ONCE, thread_name_prefix="transform-unit") as pool:
+        results = list(pool.map(lambda index: _unit_result(lake, batch_id, index), range(count)))
     return finish_batch(lake, batch_id, results)
 
 
