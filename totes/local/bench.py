@@ -4,6 +4,8 @@ PostgreSQL's own COPY floor, measured in the same run on the same server.
 - The keyed floor is what any warehouse load must at least do: COPY every ToteSys table out
   to files, then COPY the files into logged tables that have their primary keys.
 - The unconstrained floor: COPY out into memory and into temporary tables without keys.
+- Each floor is the faster of two tries, each after a CHECKPOINT, and the pipeline starts
+  after one too: no measurement pays for the seed's writes, and the ratio never flatters.
 - Each stage of the initial run executes in its own Python process through its real Lambda
   handler, as in a Lambda, so its peak memory (VmHWM) is its own.
 - Then an incremental run after a 10-minute burst of business, and a run with nothing new:
@@ -37,6 +39,7 @@ from totes.totesys.seed import seed_totesys
 from totes.totesys.simulate import simulate
 
 STAGES = ("extract", "transform", "load")
+FLOOR_TRIES = 2
 
 # Each stage runs through its real Lambda handler, as the state machine would call it.
 _STAGE_CODE = """
@@ -179,6 +182,14 @@ def _floor_type(pg_type: str) -> str:
     return "integer" if pg_type == "serial" else pg_type
 
 
+def _checkpoint(dsn: str) -> None:
+    """Write every dirty page out now, so no measurement pays for earlier writes."""
+    with connect(dsn) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CHECKPOINT")
+
+
 def warm_run(name: str, environment: dict[str, str]) -> list[Measurement]:
     """One pipeline execution's three stages, timed in one warm process."""
     report = _child(_RUN_CODE, [], environment)
@@ -213,7 +224,6 @@ def bench(
     for database in names.values():
         server.drop_database(database)
     source = server.ensure_database(names["src"])
-    floor = server.ensure_database(names["floor"])
     environment = {
         "SOURCE_DSN": source,
         "WAREHOUSE_DSN": server.ensure_database(names["wh"]),
@@ -225,9 +235,23 @@ def bench(
     started = time.perf_counter()
     counts = seed_totesys(source, scale=scale)
     results.append(Measurement("seed", time.perf_counter() - started, sum(counts.values())))
-    results.append(keyed_floor(source, floor, workdir))
-    results.append(copy_floor(source))
+    # Each floor is taken twice and the faster kept, each after a checkpoint (so the seed's
+    # writes are not flushed during it): the floor is the least a load must cost, and the
+    # ratio must not flatter the pipeline.
+    keyed = []
+    for _ in range(FLOOR_TRIES):
+        server.drop_database(names["floor"])
+        floor = server.ensure_database(names["floor"])
+        _checkpoint(source)
+        keyed.append(keyed_floor(source, floor, workdir))
+    results.append(min(keyed, key=lambda m: m.seconds))
+    unconstrained = []
+    for _ in range(FLOOR_TRIES):
+        _checkpoint(source)
+        unconstrained.append(copy_floor(source))
+    results.append(min(unconstrained, key=lambda m: m.seconds))
     server.drop_database(names["floor"])
+    _checkpoint(source)
     batch_ids: list[str] = []
     total = 0.0
     peaks = []
