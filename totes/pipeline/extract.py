@@ -277,48 +277,40 @@ def _window_hashes(conn: Connection, table: SourceTable, since: str) -> list[tup
 
 
 @dataclass(frozen=True)
-class Bucket:
-    """One reconciliation bucket of a table, as the source has it now."""
-
-    rows: int
-    checksum: int  # sum of the rows' 64-bit hashes
-    first_id: int
-    last_id: int
-
-
-@dataclass(frozen=True)
 class Survey:
-    """A whole table in one scan: its buckets, its largest last_updated and how many rows
-    are dated after the source's clock."""
+    """A whole table in one scan: each bucket's rows and checksum, the table's parts cut at
+    bucket edges, its largest last_updated and how many rows are dated after the clock."""
 
-    buckets: dict[int, Bucket]
+    checksums: dict[int, tuple[int, int]]  # bucket -> (rows, sum of 64-bit row hashes)
+    parts: list[tuple[int, int, int]]  # (first id, last id, rows), in id order
     max_last_updated: str | None
     future_rows: int
 
     @property
-    def checksums(self) -> dict[int, tuple[int, int]]:
-        return {b: (bucket.rows, bucket.checksum) for b, bucket in self.buckets.items()}
-
-    @property
     def rows(self) -> int:
-        return sum(bucket.rows for bucket in self.buckets.values())
-
-    def part_ranges(self, part_rows: int) -> list[tuple[int, int, int]]:
-        """(first id, last id, rows) of runs of whole buckets of at most ``part_rows`` rows
-        (at least one bucket each), in id order: exact, and no query of their own."""
-        ranges: list[tuple[int, int, int]] = []
-        for _, bucket in sorted(self.buckets.items()):
-            if ranges and ranges[-1][2] + bucket.rows <= part_rows:
-                first, _, rows = ranges[-1]
-                ranges[-1] = (first, bucket.last_id, rows + bucket.rows)
-            else:
-                ranges.append((bucket.first_id, bucket.last_id, bucket.rows))
-        return ranges
+        return sum(count for *_, count in self.parts)
 
 
-def survey(conn: Connection, table: SourceTable, now: str) -> Survey:
+def add_bucket(
+    parts: list[tuple[int, int, int]], first: int, last: int, rows: int, part_rows: int
+) -> None:
+    """Add the next bucket (in id order) to the last part (first id, last id, rows) if it
+    still fits in ``part_rows``, else start a part with it."""
+    if parts and parts[-1][2] + rows <= part_rows:
+        parts[-1] = (parts[-1][0], last, parts[-1][2] + rows)
+    else:
+        parts.append((first, last, rows))
+
+
+# Survey rows fetched at a time (a large table has tens of thousands of buckets).
+_SURVEY_FETCH = 5_000
+
+
+def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Survey:
     """Per bucket: rows, sum of 64-bit row hashes, first and last id; and the table's largest
-    last_updated and its rows dated after ``now``; one scan, in the source database.
+    last_updated and its rows dated after ``now``; one scan, in the source database. Parts
+    are runs of whole buckets of at most ``part_rows`` rows (at least one bucket each): exact,
+    and no query of their own.
 
     ``hash_record_extended`` (PostgreSQL 14+) hashes the row's values without rendering them
     as text: three times faster than an md5 of the text. Its enum hashes depend on the
@@ -330,20 +322,21 @@ def survey(conn: Connection, table: SourceTable, now: str) -> Survey:
     query = sql.SQL(
         "SELECT {pk} / %s, count(*), sum(hash_record_extended(ROW({columns}), 0)), min({pk}),"
         " max({pk}), to_char(max(last_updated), {fmt}),"
-        " count(*) FILTER (WHERE last_updated > %s::timestamp) FROM {t} GROUP BY 1"
+        " count(*) FILTER (WHERE last_updated > %s::timestamp) FROM {t} GROUP BY 1 ORDER BY 1"
     ).format(pk=pk, columns=columns, fmt=sql.Literal(_TS_FORMAT), t=sql.Identifier(table.name))
+    checksums: dict[int, tuple[int, int]] = {}
+    parts: list[tuple[int, int, int]] = []
+    latest, future = None, 0
     with conn.cursor() as cur:
         cur.execute(query, (BUCKET_WIDTH, now))
-        found = cur.fetchall()
-    latest = [last for *_, last, _ in found if last is not None]
-    return Survey(
-        buckets={
-            int(b): Bucket(int(n), int(total), int(low), int(high))
-            for b, n, total, low, high, _, _ in found
-        },
-        max_last_updated=max(latest) if latest else None,
-        future_rows=sum(int(future) for *_, future in found),
-    )
+        while found := cur.fetchmany(_SURVEY_FETCH):
+            for bucket, rows, total, first, last, updated, dated_later in found:
+                checksums[int(bucket)] = (int(rows), int(total))
+                add_bucket(parts, first, last, rows, part_rows)
+                if updated is not None and (latest is None or updated > latest):
+                    latest = updated
+                future += dated_later
+    return Survey(checksums, parts, latest, future)
 
 
 class _Surveyor:
@@ -357,12 +350,17 @@ class _Surveyor:
 
     # Surveys held at once: enough to keep the second session busy past small tables; each
     # holds a table's bucket checksums (memory), so not every table's.
-    AHEAD = 3
+    AHEAD = 2
 
     def __init__(
-        self, conn: Connection, helper: Connection | None, now: str, tables: list[SourceTable]
+        self,
+        conn: Connection,
+        helper: Connection | None,
+        now: str,
+        tables: list[SourceTable],
+        part_rows: int,
     ) -> None:
-        self._conn, self._helper, self._now = conn, helper, now
+        self._conn, self._helper, self._now, self._part_rows = conn, helper, now, part_rows
         self._waiting = list(tables)  # those to survey, in the order the extract asks
         self._ahead: list[tuple[str, Future[Survey]]] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -380,7 +378,7 @@ class _Surveyor:
     def _submit(self) -> None:
         while self._pool is not None and self._waiting and len(self._ahead) < self.AHEAD:
             table = self._waiting.pop(0)
-            future = self._pool.submit(survey, self._helper, table, self._now)
+            future = self._pool.submit(survey, self._helper, table, self._now, self._part_rows)
             self._ahead.append((table.name, future))
 
     def survey(self, table: SourceTable) -> Survey:
@@ -389,7 +387,7 @@ class _Surveyor:
             found = future.result()
             self._submit()
             return found
-        return survey(self._conn, table, self._now)
+        return survey(self._conn, table, self._now, self._part_rows)
 
     def close(self) -> None:
         """Stop the second session's work (on an error, mid-query) and end its snapshot."""
@@ -574,7 +572,7 @@ def _full_copy(
     )
     # Parts of whole buckets, unless a part is to be smaller than a bucket.
     by_buckets = whole is not None and writer.part_rows >= BUCKET_WIDTH
-    ranges = whole.part_ranges(writer.part_rows) if by_buckets else None
+    ranges = whole.parts if by_buckets else None
     parts = writer.copy(conn, table, None, None, extract.rows, ranges)
     return _TableRun(extract=extract, parts=parts, recent=recent, checksums=checksums)
 
@@ -624,9 +622,19 @@ def _extract_locked(
     batch_id = batch_id_at(now)
     writer = _Writer(lake, batch_id, settings)
     to_survey = [t for t in SOURCE_TABLES if _needs_survey(t, base, now, settings)]
-    surveyor = _Surveyor(conn, helper, now.isoformat(timespec="milliseconds"), to_survey)
+    surveyor = _Surveyor(
+        conn, helper, now.isoformat(timespec="milliseconds"), to_survey, settings.part_rows
+    )
+    runs: dict[str, _TableRun] = {}
     try:
-        runs = {t.name: _extract_table(conn, t, base, now, writer, surveyor) for t in SOURCE_TABLES}
+        for table in SOURCE_TABLES:
+            run = runs[table.name] = _extract_table(conn, table, base, now, writer, surveyor)
+            if run.checksums is not None:  # stored now, not held: a big table's are large
+                run.extract.checksums = lake.put_checksums(
+                    table.name, batch_id, BUCKET_WIDTH, run.checksums
+                )
+                run.extract.reconciled_rows = sum(rows for rows, _ in run.checksums.values())
+                run.checksums = None
     finally:
         surveyor.close()
     conn.commit()
@@ -648,15 +656,12 @@ def _extract_locked(
     has_data = any(run.parts is not None for run in runs.values())
     if not has_data and not base.repairs and schema_warnings == known_schema:
         return ExtractOutcome(None, [])
-    for name, run in runs.items():
+    for run in runs.values():
         if run.parts is not None:  # written above, while the snapshot was open
             run.extract.key = run.parts[0].key
             run.extract.parts = run.parts if len(run.parts) > 1 else []
             if run.extract.snapshot is not None and run.extract.snapshot.full:
                 run.extract.full_copy = batch_id
-        if run.checksums is not None:
-            run.extract.checksums = lake.put_checksums(name, batch_id, BUCKET_WIDTH, run.checksums)
-            run.extract.reconciled_rows = sum(rows for rows, _ in run.checksums.values())
     manifest = IngestionManifest(
         batch_id=batch_id,
         previous_batch_id=base.previous.batch_id if base.previous else None,
