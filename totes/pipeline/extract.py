@@ -36,6 +36,7 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
+from totes.pipeline.checksums import BucketChecksums
 from totes.pipeline.db import connect
 from totes.pipeline.lake import (
     IngestionManifest,
@@ -281,7 +282,7 @@ class Survey:
     """A whole table in one scan: each bucket's rows and checksum, the table's parts cut at
     bucket edges, its largest last_updated and how many rows are dated after the clock."""
 
-    checksums: dict[int, tuple[int, int]]  # bucket -> (rows, sum of 64-bit row hashes)
+    checksums: BucketChecksums
     parts: list[tuple[int, int, int]]  # (first id, last id, rows), in id order
     max_last_updated: str | None
     future_rows: int
@@ -324,14 +325,16 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
         " max({pk}), to_char(max(last_updated), {fmt}),"
         " count(*) FILTER (WHERE last_updated > %s::timestamp) FROM {t} GROUP BY 1 ORDER BY 1"
     ).format(pk=pk, columns=columns, fmt=sql.Literal(_TS_FORMAT), t=sql.Identifier(table.name))
-    checksums: dict[int, tuple[int, int]] = {}
+    checksums = BucketChecksums()
     parts: list[tuple[int, int, int]] = []
     latest, future = None, 0
+    # Not a server-side cursor: PostgreSQL plans those for the first rows, without
+    # parallel workers, and the scan then takes longer.
     with conn.cursor() as cur:
         cur.execute(query, (BUCKET_WIDTH, now))
         while found := cur.fetchmany(_SURVEY_FETCH):
             for bucket, rows, total, first, last, updated, dated_later in found:
-                checksums[int(bucket)] = (int(rows), int(total))
+                checksums.add(bucket, rows, total)
                 add_bucket(parts, first, last, rows, part_rows)
                 if updated is not None and (latest is None or updated > latest):
                     latest = updated
@@ -410,7 +413,7 @@ class _TableRun:
     extract: TableExtract
     parts: list[Part] | None = None  # the CSVs written to the lake (None: no file)
     recent: dict[str, str] = field(default_factory=dict)
-    checksums: dict[int, tuple[int, int]] | None = None  # to store: the reconciled state
+    checksums: BucketChecksums | None = None  # to store: the reconciled state
 
 
 @dataclass(frozen=True)
@@ -425,11 +428,11 @@ class _Base:
     repairs: list[str]  # skipped batches this extract delivers again
     repaired: list[str]  # every skip repaired so far, this extract's included
 
-    def checksums(self, table: str) -> dict[int, tuple[int, int]]:
+    def checksums(self, table: str) -> BucketChecksums:
         """The reconciliation baseline of ``table`` (empty before its first pass)."""
         extract = self.baseline.tables.get(table) if self.baseline else None
         if extract is None or extract.checksums is None:
-            return {}
+            return BucketChecksums()
         return self.lake.checksums(extract.checksums)
 
 
@@ -510,13 +513,10 @@ def _extract_table(
     recent = _recent(window, watermark)
 
     changed: list[int] = []
-    stored: dict[int, tuple[int, int]] | None = None
+    stored: BucketChecksums | None = None
     if _reconcile_due(writer.settings, base, baseline, now):
         source = surveyor.survey(table).checksums
-        previous = base.checksums(table.name)
-        changed = sorted(
-            b for b in source.keys() | previous.keys() if source.get(b) != previous.get(b)
-        )
+        changed = source.changed_since(base.checksums(table.name))
         stored = source if changed or checksums_key is None else None
 
     if table.name in FULL_COPY_TABLES and (new_ids or changed or full_copy is None):
@@ -552,7 +552,7 @@ def _full_copy(
     future: int,
     recent: dict[str, str],
     *,
-    checksums: dict[int, tuple[int, int]] | None,
+    checksums: BucketChecksums | None,
     checksums_key: str | None,
     writer: _Writer,
     reconciled_rows: int | None = None,
@@ -633,7 +633,7 @@ def _extract_locked(
                 run.extract.checksums = lake.put_checksums(
                     table.name, batch_id, BUCKET_WIDTH, run.checksums
                 )
-                run.extract.reconciled_rows = sum(rows for rows, _ in run.checksums.values())
+                run.extract.reconciled_rows = run.checksums.rows
                 run.checksums = None
     finally:
         surveyor.close()

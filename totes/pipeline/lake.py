@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlparse
 
+from totes.pipeline.checksums import BucketChecksums
 from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store
 
 MANIFESTS = "_manifests/"
@@ -349,17 +350,15 @@ class Lake:
         batches = self.extracted_batches()
         return self.ingestion_manifest(batches[-1]) if batches else None
 
-    def checksums(self, key: str) -> dict[int, tuple[int, int]]:
+    def checksums(self, key: str) -> BucketChecksums:
         """A checksum file: bucket -> (rows, checksum)."""
-        raw = json.loads(self.ingestion.get(key))
-        return {int(bucket): (int(n), int(total)) for bucket, (n, total) in raw["buckets"].items()}
+        return BucketChecksums.from_json(self.ingestion.get(key))
 
     def put_checksums(
-        self, table: str, batch_id: str, width: int, buckets: dict[int, tuple[int, int]]
+        self, table: str, batch_id: str, width: int, checksums: BucketChecksums
     ) -> str:
         key = checksums_key(table, batch_id)
-        body = {"table": table, "width": width, "buckets": {str(b): v for b, v in buckets.items()}}
-        self.ingestion.put_new(key, json.dumps(body, sort_keys=True).encode())
+        self.ingestion.put_new(key, checksums.to_json(table, width))
         return key
 
     # operator decisions

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 
+from totes.pipeline.checksums import BucketChecksums
 from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
@@ -117,8 +118,10 @@ def test_a_missing_manifest_is_a_lake_error_naming_the_batch(tmp_path):
 def test_snapshot_and_checksums_round_trip(tmp_path):
     lake = Lake.from_uri(str(tmp_path))
     batch_id = batch_id_at(datetime(2026, 1, 1))
-    key = lake.put_checksums("design", batch_id, 100, {0: (99, 12345678901234567), 4: (1, 7)})
-    assert lake.checksums(key) == {0: (99, 12345678901234567), 4: (1, 7)}
+    checksums = BucketChecksums.of({0: (99, 12345678901234567), 4: (1, -7)})
+    key = lake.put_checksums("design", batch_id, 100, checksums)
+    assert lake.checksums(key) == checksums
+    assert dict(lake.checksums(key).items()) == {0: (99, 12345678901234567), 4: (1, -7)}
     assert Snapshot.from_dict(Snapshot(100, None).to_dict()) == Snapshot(100, None)
     assert Snapshot(100, None).full and not Snapshot(100, (1,)).full
 
