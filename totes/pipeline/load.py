@@ -26,9 +26,11 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import polars as pl
 import psycopg2
@@ -192,17 +194,19 @@ def _copy_parts(
 ) -> int:
     """COPY each Parquet part of the table's rows into ``into`` in turn, each part's count
     checked; with ``batch_id``, as the rows' batch_id column. The next part is read and
-    turned into CSV while the server takes this one (memory holds two parts)."""
+    turned into CSV while the server takes this one; the CSV goes through a temporary file
+    (Lambda's /tmp), so memory holds a part's frame, not its text."""
     names = [*table.column_names, *(["batch_id"] if batch_id else [])]
     copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
         into, sql.SQL(", ").join(sql.Identifier(c) for c in names)
     )
 
-    def as_csv(part: Part) -> tuple[io.BytesIO, int]:
+    def as_csv(part: Part) -> tuple[BinaryIO, int]:
         frame = _read_parquet(lake, part, table)
         if batch_id:
             frame = frame.with_columns(pl.lit(batch_id).alias("batch_id"))
-        buffer = io.BytesIO()
+        # A temporary file, not memory: the CSV of a part is several times its Parquet.
+        buffer = tempfile.TemporaryFile()  # noqa: SIM115 (closed after its COPY)
         frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
         buffer.seek(0)
         return buffer, frame.height
@@ -213,13 +217,13 @@ def _copy_parts(
             buffer, rows = upcoming.result()
             if index + 1 < len(output.files):
                 upcoming = reader.submit(as_csv, output.files[index + 1])
-            cur.copy_expert(copy, buffer)
+            with buffer:
+                cur.copy_expert(copy, buffer)
             if cur.rowcount != rows:  # the last hop's count: what the warehouse received
                 raise LoadError(
                     f"{table.name} ({lake.processed.location(part.key)}): COPY wrote"
                     f" {cur.rowcount} rows of {rows}"
                 )
-            del buffer
     return output.rows
 
 

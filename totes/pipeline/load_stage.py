@@ -14,7 +14,7 @@ loaded.
 
 from __future__ import annotations
 
-import io
+import tempfile
 from collections.abc import Callable
 
 import polars as pl
@@ -67,7 +67,7 @@ def stage_part(
     frame = read(lake, files[part], table).with_columns(
         pl.lit(batch_id).alias(_BATCH), pl.lit(part).alias(_PART)
     )
-    buffer = io.BytesIO()
+    buffer = tempfile.TemporaryFile()  # noqa: SIM115 (closed after its COPY); not memory
     frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
     del frame
     buffer.seek(0)
@@ -80,12 +80,13 @@ def stage_part(
             ),
             (batch_id, part),
         )
-        cur.copy_expert(
-            sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-                _staging(table), columns
-            ),
-            buffer,
-        )
+        with buffer:
+            cur.copy_expert(
+                sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
+                    _staging(table), columns
+                ),
+                buffer,
+            )
         rows = cur.rowcount
         cur.execute(
             sql.SQL(
