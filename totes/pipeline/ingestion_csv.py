@@ -163,7 +163,7 @@ class CsvRows:
     """The good rows of one ingestion CSV, typed; the rows set aside and why."""
 
     frame: pl.DataFrame  # typed as source_polars_schema(table)
-    rows: list[int]  # the CSV data row of each frame row (to name it later)
+    rows: pl.Series  # the CSV data row of each frame row (to name it later)
     rejections: list[Rejection]
     rejected_text: pl.DataFrame  # the set-aside rows as read (text), with a "_row" column
 
@@ -209,10 +209,14 @@ def read_ingestion_csv(data: bytes, table: str, key: str) -> CsvRows:
                 Rejection(table, row, _int_or_none(pk_text), col.name, value, _reason(col, value))
             )
     rejections.sort(key=lambda r: (r.row, spec.column_names.index(r.column)))
-    good = text.filter(~is_bad)
-    frame = good.select(pl.col(_typed(c.name)).alias(c.name) for c in spec.columns)
-    rejected_text = bad.select("_row", *spec.column_names)
-    return CsvRows(frame, good["_row"].to_list(), rejections, rejected_text)
+    # The typed columns only: filtering the text too would copy it for nothing.
+    good = text.select("_row", *(pl.col(_typed(c.name)).alias(c.name) for c in spec.columns))
+    if rejections:
+        good = good.filter(~is_bad)
+    del text
+    return CsvRows(
+        good.drop("_row"), good["_row"], rejections, bad.select("_row", *spec.column_names)
+    )
 
 
 def _int_or_none(text: str | None) -> int | None:

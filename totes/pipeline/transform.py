@@ -112,7 +112,7 @@ def _read_whole(lake: Lake, table: str, parts: list[Part]) -> CsvRows:
         return reads[0]
     return CsvRows(
         pl.concat([r.frame for r in reads]),
-        [row for r in reads for row in r.rows],
+        pl.concat([r.rows for r in reads]),
         [rejection for r in reads for rejection in r.rejections],
         pl.concat([r.rejected_text for r in reads]),
     )
@@ -239,7 +239,7 @@ def _with_rows(batch: _Batch, rejections: list[Rejection]) -> list[Rejection]:
     rows: dict[str, dict[int, int]] = {}
     for table, read in batch.reads.items():
         pk = source_table(table).primary_key
-        rows[table] = dict(zip(read.frame[pk].to_list(), read.rows, strict=True))
+        rows[table] = dict(zip(read.frame[pk].to_list(), read.rows.to_list(), strict=True))
     return [
         r if r.row is not None else Rejection(r.table, rows.get(r.table, {}).get(r.id), r.id,
                                               r.column, r.value, r.reason)
@@ -262,7 +262,7 @@ def _quarantine_frame(batch: _Batch, table: str, rejections: list[Rejection]) ->
         )
     as_text = [pl.col(c).cast(pl.String) for c in source_table(table).column_names]
     row_number = pl.col("_row").cast(pl.Int64)
-    good = read.frame.with_columns(pl.Series("_row", read.rows)).select(row_number, *as_text)
+    good = read.frame.with_columns(read.rows.alias("_row")).select(row_number, *as_text)
     bad = read.rejected_text.select(row_number, *as_text)
     rows = pl.concat([good, bad])
     return reasons.join(rows, left_on="row", right_on="_row", how="left")

@@ -163,7 +163,7 @@ def test_a_bad_value_sets_its_row_aside_and_names_row_id_column_value(column, va
     raw = None if value == "" else value.strip('"')
     assert rows.rejections == [Rejection("sales_order", 2, 3, column, raw, expected)]
     assert rows.frame["sales_order_id"].to_list() == [2]  # the other row is delivered
-    assert rows.rows == [1]
+    assert rows.rows.to_list() == [1]
     assert rows.rejected_text["_row"].to_list() == [2]
 
 
