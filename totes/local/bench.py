@@ -4,8 +4,9 @@ PostgreSQL's own COPY floor, measured in the same run on the same server.
 - The keyed floor is what any warehouse load must at least do: COPY every ToteSys table out
   to files, then COPY the files into logged tables that have their primary keys.
 - The unconstrained floor: COPY out into memory and into temporary tables without keys.
-- Each floor is the faster of two tries, each after a CHECKPOINT, and the pipeline starts
-  after one too: no measurement pays for the seed's writes, and the ratio never flatters.
+- Each floor is the faster of two tries, and every step (each half of the keyed floor, each
+  stage) starts after a CHECKPOINT and a sync: no step pays for an earlier one's writes
+  (on a laptop they all share one disk), and the ratio never flatters the pipeline.
 - Each stage of the initial run executes in its own Python process through its real Lambda
   handler, as in a Lambda, so its peak memory (VmHWM) is its own.
 - Then an incremental run after a 10-minute burst of business, and a run with nothing new:
@@ -132,9 +133,12 @@ def copy_floor(source_dsn: str) -> Measurement:
     )
 
 
-def keyed_floor(source_dsn: str, floor_dsn: str, workdir: Path) -> Measurement:
+def keyed_floor(
+    source_dsn: str, floor_dsn: str, workdir: Path, settle: Callable[[], None] = lambda: None
+) -> Measurement:
     """COPY every table out to a file, then into a logged table WITH its primary key (in
-    another database of the same server): what any warehouse load must at least do."""
+    another database of the same server): what any warehouse load must at least do. The
+    two halves are timed apart, with ``settle`` between them (as between stages)."""
     files = workdir / "floor"
     files.mkdir(exist_ok=True)
     rows = 0
@@ -149,6 +153,9 @@ def keyed_floor(source_dsn: str, floor_dsn: str, workdir: Path) -> Measurement:
                     out,
                 )
         source.rollback()
+    copied_out = time.perf_counter() - started
+    settle()
+    started = time.perf_counter()
     with connect(floor_dsn) as floor, floor.cursor() as cur:
         for table in SOURCE_TABLES:
             columns = sql.SQL(", ").join(
@@ -169,10 +176,9 @@ def keyed_floor(source_dsn: str, floor_dsn: str, workdir: Path) -> Measurement:
                 )
             rows += cur.rowcount
         floor.commit()
+    seconds = copied_out + time.perf_counter() - started
     shutil.rmtree(files, ignore_errors=True)
-    return Measurement(
-        "floor, keyed", time.perf_counter() - started, rows, note="COPY out to files + into PK'd"
-    )
+    return Measurement("floor, keyed", seconds, rows, note="COPY out to files + into PK'd")
 
 
 def _floor_type(pg_type: str) -> str:
@@ -182,12 +188,15 @@ def _floor_type(pg_type: str) -> str:
     return "integer" if pg_type == "serial" else pg_type
 
 
-def _checkpoint(dsn: str) -> None:
-    """Write every dirty page out now, so no measurement pays for earlier writes."""
+def _settle(dsn: str) -> None:
+    """Write every dirty page and file out now (a CHECKPOINT, then sync), so that no step
+    pays for an earlier one's writes: on one laptop disk they would otherwise be flushed
+    during whatever runs next."""
     with connect(dsn) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("CHECKPOINT")
+    os.sync()
 
 
 def warm_run(name: str, environment: dict[str, str]) -> list[Measurement]:
@@ -235,27 +244,28 @@ def bench(
     started = time.perf_counter()
     counts = seed_totesys(source, scale=scale)
     results.append(Measurement("seed", time.perf_counter() - started, sum(counts.values())))
-    # Each floor is taken twice and the faster kept, each after a checkpoint (so the seed's
-    # writes are not flushed during it): the floor is the least a load must cost, and the
-    # ratio must not flatter the pipeline.
+    # Each floor is taken twice and the faster kept, and every step (each half of a floor,
+    # each stage) starts settled: the floor is the least a load must cost, and the ratio
+    # must not flatter the pipeline.
     keyed = []
     for _ in range(FLOOR_TRIES):
         server.drop_database(names["floor"])
         floor = server.ensure_database(names["floor"])
-        _checkpoint(source)
-        keyed.append(keyed_floor(source, floor, workdir))
+        _settle(source)
+        keyed.append(keyed_floor(source, floor, workdir, settle=lambda: _settle(source)))
     results.append(min(keyed, key=lambda m: m.seconds))
     unconstrained = []
     for _ in range(FLOOR_TRIES):
-        _checkpoint(source)
+        _settle(source)
         unconstrained.append(copy_floor(source))
     results.append(min(unconstrained, key=lambda m: m.seconds))
     server.drop_database(names["floor"])
-    _checkpoint(source)
+    _settle(source)
     batch_ids: list[str] = []
     total = 0.0
     peaks = []
     for stage in STAGES:
+        _settle(source)
         started = time.perf_counter()
         result, peak = _run_stage(stage, batch_ids, environment)
         seconds = time.perf_counter() - started

@@ -442,7 +442,7 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
     """Idempotent: if the processed manifest exists, return it.
 
     Else remodel the batch unit by unit (the small tables together, then every part of
-    the others: memory holds one part at a time), write one Parquet per warehouse table
+    the others), ``UNITS_AT_ONCE`` at a time, write one Parquet per warehouse table
     and unit that has rows, the rows set aside, then the ProcessedManifest LAST. A unit
     that a fanned-out call already did (its result is in the lake) is not done again.
     """
