@@ -27,6 +27,7 @@ How nothing is lost or duplicated:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -399,7 +400,9 @@ class _Surveyor:
         if any(not future.done() for _, future in self._ahead):
             self._helper.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._helper.rollback()
+        # If the session is gone, its snapshot went with it; the first error is what counts.
+        with contextlib.suppress(psycopg2.OperationalError, psycopg2.InterfaceError):
+            self._helper.rollback()
 
 
 def _iso_minus(iso: str, delta: timedelta) -> str:
