@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
 
 from totes.local.embedded_postgres import EmbeddedPostgres
 
@@ -115,3 +118,16 @@ def totesys_dsn(pg_server: EmbeddedPostgres, seeded_template: str) -> Iterator[s
 @pytest.fixture
 def warehouse_dsn(new_database) -> str:
     return new_database("warehouse")
+
+
+@pytest.fixture
+def secretsmanager(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A Secrets Manager client on moto, with Powertools' secret cache empty before and
+    after (a secret cached by one test must not answer for another)."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    parameters.clear_caches()
+    with mock_aws():
+        yield boto3.client("secretsmanager")
+    parameters.clear_caches()

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
@@ -29,17 +26,6 @@ def set_password(pg_server, password: str) -> None:
         sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(PASSWORD_ROLE)),
         (password,),
     )
-
-
-@pytest.fixture
-def secretsmanager(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    parameters.clear_caches()
-    with mock_aws():
-        yield boto3.client("secretsmanager")
-    parameters.clear_caches()
 
 
 def test_a_warm_container_survives_a_rotation(pg_server, password_role, secretsmanager):

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 
 from totes.pipeline import config
 from totes.pipeline.observability import stage_handler
 from totes.pipeline.tls import RDS_CA_BUNDLE
 
 
-@pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    parameters.clear_caches()
-    with mock_aws():
-        yield boto3.client("secretsmanager")
-    parameters.clear_caches()
-
-
-def test_a_secret_in_the_rds_shape_becomes_a_dsn(aws, monkeypatch):
+def test_a_secret_in_the_rds_shape_becomes_a_dsn(secretsmanager, monkeypatch):
     secret = {
         "host": "db.example.com",
         "port": 5432,
@@ -33,7 +19,7 @@ def test_a_secret_in_the_rds_shape_becomes_a_dsn(aws, monkeypatch):
         "username": "reader",
         "password": "it's s3cret\\",
     }
-    arn = aws.create_secret(Name="totes/source", SecretString=json.dumps(secret))["ARN"]
+    arn = secretsmanager.create_secret(Name="totes/source", SecretString=json.dumps(secret))["ARN"]
     monkeypatch.delenv("SOURCE_DSN", raising=False)
     monkeypatch.setenv("SOURCE_DB_SECRET_ARN", arn)
     dsn = config.source_dsn_from_env()
@@ -50,12 +36,14 @@ def test_a_secret_in_the_rds_shape_becomes_a_dsn(aws, monkeypatch):
     }
 
 
-def test_a_secret_may_hold_a_dsn_and_is_cached(aws, monkeypatch):
-    arn = aws.create_secret(Name="totes/wh", SecretString='{"dsn": "dbname=wh sslmode=disable"}')
+def test_a_secret_may_hold_a_dsn_and_is_cached(secretsmanager, monkeypatch):
+    arn = secretsmanager.create_secret(
+        Name="totes/wh", SecretString='{"dsn": "dbname=wh sslmode=disable"}'
+    )
     monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
     monkeypatch.setenv("WAREHOUSE_DB_SECRET_ARN", arn["ARN"])
     assert config.warehouse_dsn_from_env() == "dbname=wh sslmode=disable"
-    aws.delete_secret(SecretId=arn["ARN"], ForceDeleteWithoutRecovery=True)
+    secretsmanager.delete_secret(SecretId=arn["ARN"], ForceDeleteWithoutRecovery=True)
     # Within its time limit (totes.pipeline.secrets.SECRET_MAX_AGE_SECONDS) from the cache.
     assert config.warehouse_dsn_from_env() == "dbname=wh sslmode=disable"
 

@@ -6,11 +6,8 @@ import json
 import ssl
 from datetime import datetime, timedelta
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
-from moto import mock_aws
 from psycopg2.extensions import parse_dsn
 
 from totes.pipeline import secrets
@@ -25,17 +22,6 @@ RDS_SECRET = {
     "username": "reader",
     "password": "first-Passw0rd",
 }
-
-
-@pytest.fixture
-def secretsmanager(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    parameters.clear_caches()
-    with mock_aws():
-        yield boto3.client("secretsmanager")
-    parameters.clear_caches()
 
 
 def rotate(client, arn: str, password: str) -> None:
