@@ -33,12 +33,12 @@ from stacks.functions_stack import (
     POWERTOOLS_ENVIRONMENT,
     RUNTIME,
     acknowledge_runtime,
+    allow_vpc_access,
     import_secret,
     network_placement,
     read_secret,
     retention,
 )
-from stacks.nag_acknowledgments import Reason, acknowledge
 from totes.contract import AUDIT_TOTAL, DIFFERENCES_METRIC, METRICS_NAMESPACE
 
 # Measured at scale 100 (docs/deploy.md, "The audit"): the databases do the work, the
@@ -88,17 +88,7 @@ class AuditStack(Stack):
         role.add_to_policy(read_secret(source_secret))
         role.add_to_policy(read_secret(warehouse_secret))
         if config.in_vpc:
-            role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AWSLambdaVPCAccessExecutionRole"
-                )
-            )
-            acknowledge(
-                role,
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-                "service-role/AWSLambdaVPCAccessExecutionRole]",
-                Reason.VPC_ACCESS_POLICY,
-            )
+            allow_vpc_access(role)
 
         self.function = lambda_.Function(
             self,

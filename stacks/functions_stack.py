@@ -190,18 +190,7 @@ class FunctionsStack(Stack):
                 )
             )
             if config.in_vpc:
-                # Lambda adds this itself only to roles it creates; ours is hand-made.
-                role.add_managed_policy(
-                    iam.ManagedPolicy.from_aws_managed_policy_name(
-                        "service-role/AWSLambdaVPCAccessExecutionRole"
-                    )
-                )
-                acknowledge(
-                    role,
-                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-                    "service-role/AWSLambdaVPCAccessExecutionRole]",
-                    Reason.VPC_ACCESS_POLICY,
-                )
+                allow_vpc_access(role)
             for statement, reason in statements[name]:
                 role.add_to_policy(statement)
                 if reason is not None:
@@ -273,6 +262,22 @@ def _list(bucket: s3.IBucket, prefix: str | None = None) -> iam.PolicyStatement:
         conditions = {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
     return iam.PolicyStatement(
         actions=["s3:ListBucket"], resources=[bucket.bucket_arn], conditions=conditions
+    )
+
+
+def allow_vpc_access(role: iam.Role) -> None:
+    """What a function in the VPC needs for its network interfaces. Lambda adds this itself
+    only to roles it creates; ours are hand-made."""
+    role.add_managed_policy(
+        iam.ManagedPolicy.from_aws_managed_policy_name(
+            "service-role/AWSLambdaVPCAccessExecutionRole"
+        )
+    )
+    acknowledge(
+        role,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+        "service-role/AWSLambdaVPCAccessExecutionRole]",
+        Reason.VPC_ACCESS_POLICY,
     )
 
 
