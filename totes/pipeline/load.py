@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import io
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,6 +53,8 @@ from totes.pipeline.load_bulk import (
 )
 from totes.pipeline.load_stage import (
     clear_staged,
+    copy_statement,
+    csv_file,
     fully_staged,
     stage_part,
     staged_parts,
@@ -196,20 +197,13 @@ def _copy_parts(
     checked; with ``batch_id``, as the rows' batch_id column. The next part is read and
     turned into CSV while the server takes this one; the CSV goes through a temporary file
     (Lambda's /tmp), so memory holds a part's frame, not its text."""
-    names = [*table.column_names, *(["batch_id"] if batch_id else [])]
-    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-        into, sql.SQL(", ").join(sql.Identifier(c) for c in names)
-    )
+    copy = copy_statement(into, [*table.column_names, *(["batch_id"] if batch_id else [])])
 
     def as_csv(part: Part) -> tuple[BinaryIO, int]:
         frame = _read_parquet(lake, part, table)
         if batch_id:
             frame = frame.with_columns(pl.lit(batch_id).alias("batch_id"))
-        # A temporary file, not memory: the CSV of a part is several times its Parquet.
-        buffer = tempfile.TemporaryFile()  # noqa: SIM115 (closed after its COPY)
-        frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
-        buffer.seek(0)
-        return buffer, frame.height
+        return csv_file(frame), frame.height
 
     with ThreadPoolExecutor(1, thread_name_prefix="load-read") as reader:
         upcoming = reader.submit(as_csv, output.files[0]) if output.files else None

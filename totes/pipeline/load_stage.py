@@ -15,7 +15,8 @@ loaded.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 import polars as pl
 from psycopg2 import sql
@@ -29,6 +30,22 @@ STAGED_PARTS = "etl_staged_part"
 _BATCH, _PART = "staged_batch", "staged_part"
 
 ReadPart = Callable[[Lake, Part, WarehouseTable], pl.DataFrame]
+
+
+def csv_file(frame: pl.DataFrame) -> BinaryIO:
+    """The frame as CSV in a temporary file (on disk, not in memory: the CSV of a part is
+    several times its Parquet), at its start, for a COPY ... FROM STDIN; close it after."""
+    buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
+    frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
+    buffer.seek(0)
+    return buffer
+
+
+def copy_statement(into: sql.Identifier, columns: Iterable[str]) -> sql.Composable:
+    """COPY of a ``csv_file`` into ``into``."""
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
+        into, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
 
 
 def _staging(table: WarehouseTable) -> sql.Identifier:
@@ -67,11 +84,8 @@ def stage_part(
     frame = read(lake, files[part], table).with_columns(
         pl.lit(batch_id).alias(_BATCH), pl.lit(part).alias(_PART)
     )
-    buffer = tempfile.TemporaryFile()  # noqa: SIM115 (closed after its COPY); not memory
-    frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
+    buffer = csv_file(frame)
     del frame
-    buffer.seek(0)
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*table.column_names, _BATCH, _PART))
     with conn, conn.cursor() as cur:
         ensure_staging(cur, table)
         cur.execute(
@@ -81,12 +95,8 @@ def stage_part(
             (batch_id, part),
         )
         with buffer:
-            cur.copy_expert(
-                sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-                    _staging(table), columns
-                ),
-                buffer,
-            )
+            copy = copy_statement(_staging(table), (*table.column_names, _BATCH, _PART))
+            cur.copy_expert(copy, buffer)
         rows = cur.rowcount
         cur.execute(
             sql.SQL(
