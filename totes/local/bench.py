@@ -247,18 +247,18 @@ def bench(
     # Each floor is taken twice and the faster kept, and every step (each half of a floor,
     # each stage) starts settled: the floor is the least a load must cost, and the ratio
     # must not flatter the pipeline.
-    keyed = []
+    keyed_tries = []
     for _ in range(FLOOR_TRIES):
         server.drop_database(names["floor"])
         floor = server.ensure_database(names["floor"])
         _settle(source)
-        keyed.append(keyed_floor(source, floor, workdir, settle=lambda: _settle(source)))
-    results.append(min(keyed, key=lambda m: m.seconds))
-    unconstrained = []
+        keyed_tries.append(keyed_floor(source, floor, workdir, settle=lambda: _settle(source)))
+    results.append(min(keyed_tries, key=lambda m: m.seconds))
+    unconstrained_tries = []
     for _ in range(FLOOR_TRIES):
         _settle(source)
-        unconstrained.append(copy_floor(source))
-    results.append(min(unconstrained, key=lambda m: m.seconds))
+        unconstrained_tries.append(copy_floor(source))
+    results.append(min(unconstrained_tries, key=lambda m: m.seconds))
     server.drop_database(names["floor"])
     _settle(source)
     batch_ids: list[str] = []
