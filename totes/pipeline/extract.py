@@ -431,9 +431,22 @@ class _Base:
     repairs: list[str]  # skipped batches this extract delivers again
     repaired: list[str]  # every skip repaired so far, this extract's included
 
+    def before(self, table: str) -> TableExtract | None:
+        """What the previous batch says of ``table``."""
+        return self.previous.tables.get(table) if self.previous else None
+
+    def baseline_of(self, table: str) -> TableExtract | None:
+        """What the reconciliation baseline's batch says of ``table``."""
+        return self.baseline.tables.get(table) if self.baseline else None
+
+    def first_extract(self, table: str) -> bool:
+        """No extract of ``table`` has a watermark yet: the next one copies all of it."""
+        before = self.before(table)
+        return before is None or before.watermark is None
+
     def checksums(self, table: str) -> BucketChecksums:
         """The reconciliation baseline of ``table`` (empty before its first pass)."""
-        extract = self.baseline.tables.get(table) if self.baseline else None
+        extract = self.baseline_of(table)
         if extract is None or extract.checksums is None:
             return BucketChecksums()
         return self.lake.checksums(extract.checksums)
@@ -473,11 +486,9 @@ def _needs_survey(
 ) -> bool:
     """Whether ``_extract_table`` surveys the whole table (its first extract, or a
     reconciliation is due)."""
-    before = base.previous.tables.get(table.name) if base.previous else None
-    if before is None or before.watermark is None:
+    if base.first_extract(table.name):
         return True
-    baseline = base.baseline.tables.get(table.name) if base.baseline else None
-    return _reconcile_due(settings, base, baseline, now)
+    return _reconcile_due(settings, base, base.baseline_of(table.name), now)
 
 
 def _extract_table(
@@ -489,12 +500,11 @@ def _extract_table(
     surveyor: _Surveyor,
 ) -> _TableRun:
     now_iso = now.isoformat(timespec="milliseconds")
-    before = base.previous.tables.get(table.name) if base.previous else None
-    baseline = base.baseline.tables.get(table.name) if base.baseline else None
+    before, baseline = base.before(table.name), base.baseline_of(table.name)
     checksums_key = baseline.checksums if baseline else None
     # A repair writes fresh full copies: the latest one may be in the skipped batch.
     full_copy = before.full_copy if before and not base.repairs else None
-    if before is None or before.watermark is None:  # the first extract of this table: all
+    if base.first_extract(table.name):  # all of it
         whole = surveyor.survey(table)
         if whole.max_last_updated is None:
             return _TableRun(TableExtract(rows=0, key=None, watermark=None))
@@ -646,7 +656,7 @@ def _extract_locked(
     known_schema = base.previous.schema_warnings if base.previous else []
     warnings = [w for w in schema_warnings if w not in known_schema]
     for name, run in runs.items():
-        before = base.previous.tables.get(name) if base.previous else None
+        before = base.before(name)
         if run.extract.future_rows > (before.future_rows if before else 0):
             warnings.append(
                 f"table {name!r}: {run.extract.future_rows} rows have a last_updated after "
