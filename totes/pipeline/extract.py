@@ -304,8 +304,30 @@ def add_bucket(
         parts.append((first, last, rows))
 
 
-# Survey rows fetched at a time (a large table has tens of thousands of buckets).
-_SURVEY_FETCH = 5_000
+class _SurveyStream:
+    """Takes the survey's COPY output as it arrives (tab-separated lines, in bucket order),
+    so memory holds a chunk of it, never a large table's tens of thousands of buckets at
+    once (a plain query's result is held whole by the client library)."""
+
+    def __init__(self, part_rows: int) -> None:
+        self.checksums = BucketChecksums()
+        self.parts: list[tuple[int, int, int]] = []
+        self.latest: str | None = None
+        self.future = 0
+        self._part_rows = part_rows
+        self._tail = b""
+
+    def write(self, chunk: bytes) -> int:
+        lines = (self._tail + chunk).split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            bucket, rows, total, first, last, updated, dated_later = line.split(b"\t")
+            self.checksums.add(int(bucket), int(rows), int(total))
+            add_bucket(self.parts, int(first), int(last), int(rows), self._part_rows)
+            if updated != b"\\N" and (self.latest is None or updated.decode() > self.latest):
+                self.latest = updated.decode()
+            self.future += int(dated_later)
+        return len(chunk)
 
 
 def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Survey:
@@ -318,29 +340,29 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
     as text: three times faster than an md5 of the text. Its enum hashes depend on the
     database's own type ids, which only a dump and restore of ToteSys changes: the next pass
     then re-reads every bucket once, and nothing is duplicated.
+
+    The result streams through COPY (which, unlike a server-side cursor, is planned with
+    parallel workers): memory holds a chunk of it at a time.
     """
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     pk = sql.Identifier(table.primary_key)
     query = sql.SQL(
-        "SELECT {pk} / %s, count(*), sum(hash_record_extended(ROW({columns}), 0)), min({pk}),"
-        " max({pk}), to_char(max(last_updated), {fmt}),"
-        " count(*) FILTER (WHERE last_updated > %s::timestamp) FROM {t} GROUP BY 1 ORDER BY 1"
-    ).format(pk=pk, columns=columns, fmt=sql.Literal(_TS_FORMAT), t=sql.Identifier(table.name))
-    checksums = BucketChecksums()
-    parts: list[tuple[int, int, int]] = []
-    latest, future = None, 0
-    # Not a server-side cursor: PostgreSQL plans those for the first rows, without
-    # parallel workers, and the scan then takes longer.
+        "COPY (SELECT {pk} / {width}, count(*), sum(hash_record_extended(ROW({columns}), 0)),"
+        " min({pk}), max({pk}), to_char(max(last_updated), {fmt}),"
+        " count(*) FILTER (WHERE last_updated > {now}::timestamp) FROM {t}"
+        " GROUP BY 1 ORDER BY 1) TO STDOUT"
+    ).format(
+        pk=pk,
+        width=sql.Literal(BUCKET_WIDTH),
+        columns=columns,
+        fmt=sql.Literal(_TS_FORMAT),
+        now=sql.Literal(now),  # COPY takes no parameters; a literal, never text
+        t=sql.Identifier(table.name),
+    )
+    stream = _SurveyStream(part_rows)
     with conn.cursor() as cur:
-        cur.execute(query, (BUCKET_WIDTH, now))
-        while found := cur.fetchmany(_SURVEY_FETCH):
-            for bucket, rows, total, first, last, updated, dated_later in found:
-                checksums.add(bucket, rows, total)
-                add_bucket(parts, first, last, rows, part_rows)
-                if updated is not None and (latest is None or updated > latest):
-                    latest = updated
-                future += dated_later
-    return Survey(checksums, parts, latest, future)
+        cur.copy_expert(query, stream, size=1 << 16)
+    return Survey(stream.checksums, stream.parts, stream.latest, stream.future)
 
 
 class _Surveyor:
