@@ -135,6 +135,11 @@ class Unit:
     def sources(self) -> tuple[str, ...]:
         return self.tables if self.part is None else (self.part[0],)
 
+    @property
+    def rows(self) -> int:
+        """The part's rows (a unit of whole tables: 0; its tables are the small ones)."""
+        return 0 if self.part is None else self.part[1].rows
+
 
 def units(manifest: IngestionManifest) -> list[Unit]:
     """The batch's units of work, in a fixed order. A batch whose every table is one file
@@ -149,6 +154,13 @@ def units(manifest: IngestionManifest) -> list[Unit]:
         if table not in _WHOLE_TABLES:
             found.extend(Unit(part=(table, part)) for part in manifest.tables[table].files)
     return found
+
+
+def largest_first(batch_units: list[Unit]) -> list[int]:
+    """The order to start units in: largest part first (ties in batch order), so that a call
+    ends on small units (no core idles behind a big one at the end) and its peak memory
+    (two full parts at once) comes early."""
+    return sorted(range(len(batch_units)), key=lambda index: -batch_units[index].rows)
 
 
 def read_batch(lake: Lake, batch_id: str) -> _Batch:
@@ -449,11 +461,14 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
     check_batch_id(batch_id)
     if lake.processed.exists(manifest_key(batch_id)):
         return lake.processed_manifest(batch_id)
-    count = len(units(lake.ingestion_manifest(batch_id)))
+    all_units = units(lake.ingestion_manifest(batch_id))
     # Two units at a time: much of a unit's work is single-threaded (reading one part,
     # Python between polars calls), so a second one keeps a second core busy.
     with ThreadPoolExecutor(UNITS_AT_ONCE, thread_name_prefix="transform-unit") as pool:
-        results = list(pool.map(lambda index: _unit_result(lake, batch_id, index), range(count)))
+        futures = {
+            i: pool.submit(_unit_result, lake, batch_id, i) for i in largest_first(all_units)
+        }
+        results = [futures[index].result() for index in range(len(all_units))]
     return finish_batch(lake, batch_id, results)
 
 

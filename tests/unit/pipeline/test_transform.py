@@ -16,6 +16,7 @@ from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
     LakeError,
+    Part,
     ProcessedManifest,
     Snapshot,
     TableExtract,
@@ -28,6 +29,8 @@ from totes.pipeline.object_store import LocalStore
 from totes.pipeline.transform import (
     ChainBrokenError,
     TransformError,
+    Unit,
+    largest_first,
     transform_batch,
     transform_batches,
 )
@@ -323,3 +326,17 @@ def test_staff_without_their_department_are_set_aside(lake):
     assert manifest.tables["dim_staff"].rows == 0
     assert manifest.quarantine["staff"].rows == 3
     assert manifest.tables["dim_staff"].quarantined_ids == [1, 2, 3]
+
+
+def test_units_start_largest_part_first_whole_tables_last():
+    def part(table: str, rows: int) -> Unit:
+        return Unit(part=(table, Part(f"{table}-{rows}.csv", rows)))
+
+    batch_units = [
+        Unit(("staff", "department")),
+        part("sales_order", 100_000),
+        part("sales_order", 10_000),
+        part("payment", 100_000),
+        part("payment", 58_000),
+    ]
+    assert largest_first(batch_units) == [1, 3, 4, 2, 0]
