@@ -29,7 +29,6 @@ import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 import polars as pl
 import psycopg2
@@ -39,6 +38,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
+from totes.pipeline.copy_payload import COPY_CHUNK_BYTES, CopyPayload, copy_payload
 from totes.pipeline.db import connect
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
@@ -53,8 +53,6 @@ from totes.pipeline.load_bulk import (
 )
 from totes.pipeline.load_stage import (
     clear_staged,
-    copy_statement,
-    csv_file,
     fully_staged,
     stage_part,
     staged_parts,
@@ -195,28 +193,25 @@ def _copy_parts(
 ) -> int:
     """COPY each Parquet part of the table's rows into ``into`` in turn, each part's count
     checked; with ``batch_id``, as the rows' batch_id column. The next part is read and
-    turned into CSV while the server takes this one; the CSV goes through a temporary file
-    (Lambda's /tmp), so memory holds a part's frame, not its text."""
-    copy = copy_statement(into, [*table.column_names, *(["batch_id"] if batch_id else [])])
+    encoded while the server takes this one; it goes through a temporary file (Lambda's
+    /tmp), so memory holds a part's frame, not its encoding."""
+    constants = {"batch_id": batch_id} if batch_id else {}
 
-    def as_csv(part: Part) -> tuple[BinaryIO, int]:
-        frame = _read_parquet(lake, part, table)
-        if batch_id:
-            frame = frame.with_columns(pl.lit(batch_id).alias("batch_id"))
-        return csv_file(frame), frame.height
+    def prepare(part: Part) -> CopyPayload:
+        return copy_payload(_read_parquet(lake, part, table), table, into, constants)
 
     with ThreadPoolExecutor(1, thread_name_prefix="load-read") as reader:
-        upcoming = reader.submit(as_csv, output.files[0]) if output.files else None
+        upcoming = reader.submit(prepare, output.files[0]) if output.files else None
         for index, part in enumerate(output.files):
-            buffer, rows = upcoming.result()
+            payload = upcoming.result()
             if index + 1 < len(output.files):
-                upcoming = reader.submit(as_csv, output.files[index + 1])
-            with buffer:
-                cur.copy_expert(copy, buffer)
-            if cur.rowcount != rows:  # the last hop's count: what the warehouse received
+                upcoming = reader.submit(prepare, output.files[index + 1])
+            with payload.file:
+                cur.copy_expert(payload.statement, payload.file, size=COPY_CHUNK_BYTES)
+            if cur.rowcount != payload.rows:  # the last hop's count: what the warehouse got
                 raise LoadError(
                     f"{table.name} ({lake.processed.location(part.key)}): COPY wrote"
-                    f" {cur.rowcount} rows of {rows}"
+                    f" {cur.rowcount} rows of {payload.rows}"
                 )
     return output.rows
 

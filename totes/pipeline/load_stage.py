@@ -14,15 +14,14 @@ loaded.
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Iterable
-from typing import BinaryIO
+from collections.abc import Callable
 
 import polars as pl
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
+from totes.pipeline.copy_payload import COPY_CHUNK_BYTES, copy_payload
 from totes.pipeline.lake import Lake, Part, TableOutput
 from totes.schema.warehouse import WarehouseTable, warehouse_table
 
@@ -30,22 +29,6 @@ STAGED_PARTS = "etl_staged_part"
 _BATCH, _PART = "staged_batch", "staged_part"
 
 ReadPart = Callable[[Lake, Part, WarehouseTable], pl.DataFrame]
-
-
-def csv_file(frame: pl.DataFrame) -> BinaryIO:
-    """The frame as CSV in a temporary file (on disk, not in memory: the CSV of a part is
-    several times its Parquet), at its start, for a COPY ... FROM STDIN; close it after."""
-    buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
-    frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
-    buffer.seek(0)
-    return buffer
-
-
-def copy_statement(into: sql.Identifier, columns: Iterable[str]) -> sql.Composable:
-    """COPY of a ``csv_file`` into ``into``."""
-    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-        into, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    )
 
 
 def _staging(table: WarehouseTable) -> sql.Identifier:
@@ -81,11 +64,9 @@ def stage_part(
     files = lake.processed_manifest(batch_id).tables[table_name].files
     if not 0 <= part < len(files):
         raise ValueError(f"batch {batch_id} has {len(files)} parts of {table_name}, not {part}")
-    frame = read(lake, files[part], table).with_columns(
-        pl.lit(batch_id).alias(_BATCH), pl.lit(part).alias(_PART)
+    payload = copy_payload(
+        read(lake, files[part], table), table, _staging(table), {_BATCH: batch_id, _PART: part}
     )
-    buffer = csv_file(frame)
-    del frame
     with conn, conn.cursor() as cur:
         ensure_staging(cur, table)
         cur.execute(
@@ -94,9 +75,8 @@ def stage_part(
             ),
             (batch_id, part),
         )
-        with buffer:
-            copy = copy_statement(_staging(table), (*table.column_names, _BATCH, _PART))
-            cur.copy_expert(copy, buffer)
+        with payload.file:
+            cur.copy_expert(payload.statement, payload.file, size=COPY_CHUNK_BYTES)
         rows = cur.rowcount
         cur.execute(
             sql.SQL(
