@@ -36,7 +36,13 @@ SOURCE_PACKAGES = ("totes", "lambdas")
 FUNCTION_REQUIREMENTS: dict[str, list[str]] = {
     "extract": ["psycopg2-binary", "aws-lambda-powertools"],
     "transform": ["polars", "polars-runtime-32", "aws-lambda-powertools"],
-    "load": ["polars", "polars-runtime-32", "psycopg2-binary", "aws-lambda-powertools"],
+    "load": [
+        "polars",
+        "polars-runtime-32",
+        "nanoarrow",
+        "psycopg2-binary",
+        "aws-lambda-powertools",
+    ],
     # The scheduled audit (not a stage): SQL on both databases, no polars.
     "audit": ["psycopg2-binary", "aws-lambda-powertools"],
 }

@@ -43,6 +43,7 @@ def test_each_stage_ships_only_what_it_imports():
     assert set(FUNCTION_REQUIREMENTS["load"]) == {
         "polars",
         "polars-runtime-32",
+        "nanoarrow",
         "psycopg2-binary",
         "aws-lambda-powertools",
     }

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import nanoarrow
 import polars as pl
 from psycopg2 import sql
 
@@ -114,7 +115,13 @@ def _pieces(frame: pl.DataFrame, col_name: str, pg_type: str) -> tuple[_Pieces, 
 
 
 def _big_endian(series: pl.Series, typecode: str) -> memoryview:
-    values = array(typecode, series.to_list())
+    """The series' values (no nulls) as big-endian bytes: its Arrow buffers are read in
+    place (nanoarrow), not turned into Python numbers."""
+    values = array(typecode)
+    size = values.itemsize
+    for chunk in nanoarrow.Array(series).iter_chunk_views():
+        data = memoryview(list(chunk.buffers)[1]).cast("B")
+        values.frombytes(data[chunk.offset * size : (chunk.offset + chunk.length) * size])
     if not _BIG_ENDIAN:
         values.byteswap()
     return memoryview(values).cast("B")
