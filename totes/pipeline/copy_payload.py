@@ -66,7 +66,9 @@ def copy_payload(
     constants = dict(constants or {})
     columns = [*table.column_names, *constants]
     buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
-    if is_fixed_width(table):
+    # A NULL has no place in the fixed layout: such a frame goes as CSV, and the server
+    # refuses it by name (NOT NULL), as it would any other.
+    if is_fixed_width(table) and not any(frame.null_count().row(0)):
         buffer.write(_binary(frame, table, constants))
         options = sql.SQL("FORMAT binary")
     else:

@@ -8,6 +8,7 @@ from datetime import date, time
 from decimal import Decimal
 
 import polars as pl
+import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
@@ -109,3 +110,20 @@ def test_an_empty_or_one_row_frame_is_a_whole_binary_stream(warehouse_dsn, rows)
                 cur.copy_expert(payload.statement, payload.file)
             assert cur.rowcount == rows
     assert query(warehouse_dsn, "SELECT payment_id FROM payments") == [(1,)] * rows
+
+
+def test_a_null_in_a_binary_table_is_refused_by_the_server_not_written_as_zero(warehouse_dsn):
+    table = warehouse_table("fact_payment")
+    with_null = PAYMENTS.with_columns(
+        payment_amount=pl.when(pl.col("payment_id") == 2).then(None).otherwise("payment_amount")
+    )
+    with connect(warehouse_dsn) as conn:
+        ensure_warehouse(conn)
+        with conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE payments (LIKE fact_payment INCLUDING ALL)")
+            payload = copy_payload(with_null, table, sql.Identifier("payments"), {"batch_id": "b"})
+            with (
+                payload.file,
+                pytest.raises(psycopg2.errors.NotNullViolation, match="payment_amount"),
+            ):
+                cur.copy_expert(payload.statement, payload.file)
