@@ -69,7 +69,9 @@ def copy_payload(
     # A NULL has no place in the fixed layout: such a frame goes as CSV, and the server
     # refuses it by name (NOT NULL), as it would any other.
     if is_fixed_width(table) and not any(frame.null_count().row(0)):
-        buffer.write(_binary(frame, table, constants))
+        buffer.write(_HEADER)
+        buffer.write(_binary_rows(frame, table, constants))
+        buffer.write(_TRAILER)
         options = sql.SQL("FORMAT binary")
     else:
         frame = frame.with_columns(pl.lit(value).alias(name) for name, value in constants.items())
@@ -136,10 +138,10 @@ def _constant_field(value: str | int) -> bytes:
     return struct.pack(">i", len(data)) + data
 
 
-def _binary(
+def _binary_rows(
     frame: pl.DataFrame, table: WarehouseTable, constants: dict[str, str | int]
 ) -> bytearray:
-    """The whole binary COPY stream of the frame's rows: a template row repeated, then each
+    """The frame's rows in the binary COPY format: a template row repeated, then each
     piece's values copied into every row at once (a strided copy per byte)."""
     template = bytearray(struct.pack(">h", len(table.columns) + len(constants)))
     placed: list[tuple[int, int, memoryview]] = []  # (offset in the row, size, values)
@@ -153,10 +155,9 @@ def _binary(
         template += constant
     for value in constants.values():
         template += _constant_field(value)
-    width, rows = len(template), frame.height
-    stream = bytearray(_HEADER) + template * rows + _TRAILER
-    body = memoryview(stream)[len(_HEADER) : len(_HEADER) + width * rows]
+    width, body = len(template), template * frame.height
+    rows = memoryview(body)
     for offset, size, values in placed:
         for byte in range(size):
-            body[offset + byte :: width] = values[byte::size]
-    return stream
+            rows[offset + byte :: width] = values[byte::size]
+    return body
