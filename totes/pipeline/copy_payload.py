@@ -118,7 +118,7 @@ def _pieces(frame: pl.DataFrame, col_name: str, pg_type: str) -> tuple[_Pieces, 
     return [(offset, "h", digits[name]) for name, offset in offsets.items()], constant
 
 
-def _big_endian(series: pl.Series, typecode: str) -> memoryview:
+def _big_endian(series: pl.Series, typecode: str) -> bytearray:
     """The series' values (no nulls) as big-endian bytes: its Arrow buffers are read in
     place (nanoarrow), not turned into Python numbers."""
     values = array(typecode)
@@ -128,7 +128,7 @@ def _big_endian(series: pl.Series, typecode: str) -> memoryview:
         values.frombytes(data[chunk.offset * size : (chunk.offset + chunk.length) * size])
     if not _BIG_ENDIAN:
         values.byteswap()
-    return memoryview(values).cast("B")
+    return bytearray(values)
 
 
 def _constant_field(value: str | int) -> bytes:
@@ -144,7 +144,7 @@ def _binary_rows(
     """The frame's rows in the binary COPY format: a template row repeated, then each
     piece's values copied into every row at once (a strided copy per byte)."""
     template = bytearray(struct.pack(">h", len(table.columns) + len(constants)))
-    placed: list[tuple[int, int, memoryview]] = []  # (offset in the row, size, values)
+    placed: list[tuple[int, int, bytearray]] = []  # (offset in the row, size, values)
     for col in table.columns:
         pieces, constant = _pieces(frame, col.name, col.pg_type)
         template += struct.pack(">i", len(constant))
@@ -155,9 +155,9 @@ def _binary_rows(
         template += constant
     for value in constants.values():
         template += _constant_field(value)
-    width, body = len(template), template * frame.height
-    rows = memoryview(body)
+    # bytearray's own strided slices: a plain byte loop, four times memoryview's speed.
+    width, rows = len(template), template * frame.height
     for offset, size, values in placed:
         for byte in range(size):
             rows[offset + byte :: width] = values[byte::size]
-    return body
+    return rows
