@@ -4,10 +4,12 @@ the statement that reads them.
 A table whose every column is NOT NULL and of a fixed width (the two largest facts) goes in
 PostgreSQL's binary COPY format, which the server reads about twice as fast as CSV (1.58 M
 payments: 1.9 s against 4.1 s on the bench machine), since no value is parsed from text.
-Every row then has the same layout, so it is written without another library: a template
-row repeated, then each column's big-endian values copied into every row at once (a
-strided copy). Other tables go as CSV. Either way the server stores the same values, so a
-row's version hash is the same whichever way it came (a test keeps it so).
+Every row then has the same layout, so no per-row Python runs: a template row is repeated,
+then each column's big-endian values (read in place from polars' Arrow buffers by
+nanoarrow) are copied into every row at once, a strided copy per byte. A 100k-row part
+encodes in about the time polars takes to write its CSV. Other tables go as CSV. Either way
+the server stores the same values, so a row's version hash is the same whichever way it
+came (a test keeps it so).
 """
 
 from __future__ import annotations
