@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Iterator
-from typing import Self
+from itertools import islice
+from typing import BinaryIO, Self
 
+_BUCKETS_WRITTEN_AT_ONCE = 10_000
 _MOD = 1 << 64
 _HALF = 1 << 63
 
@@ -85,11 +87,17 @@ class BucketChecksums:
                 a, b = next(mine, None), next(theirs, None)
         return changed
 
-    def to_json(self, table: str, width: int) -> bytes:
-        buckets = ", ".join(f'"{b}": [{n}, {s}]' for b, (n, s) in self.items())
-        return (
-            f'{{"buckets": {{{buckets}}}, "table": {json.dumps(table)}, "width": {width}}}'.encode()
-        )
+    def write_json(self, stream: BinaryIO, table: str, width: int) -> None:
+        """As JSON into ``stream``, a slice of buckets at a time (a large table's whole text
+        at once would take tens of MiB)."""
+        stream.write(b'{"buckets": {')
+        items = self.items()
+        first = True
+        while chunk := list(islice(items, _BUCKETS_WRITTEN_AT_ONCE)):
+            text = ", ".join(f'"{b}": [{n}, {s}]' for b, (n, s) in chunk)
+            stream.write(((", " if not first and text else "") + text).encode())
+            first = False
+        stream.write(f'}}, "table": {json.dumps(table)}, "width": {width}}}'.encode())
 
     @classmethod
     def from_json(cls, raw: bytes) -> Self:

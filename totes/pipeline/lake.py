@@ -358,7 +358,8 @@ class Lake:
         self, table: str, batch_id: str, width: int, checksums: BucketChecksums
     ) -> str:
         key = checksums_key(table, batch_id)
-        self.ingestion.put_new(key, checksums.to_json(table, width))
+        with self.ingestion.open_new(key) as stream:  # write-once: an existing file stays
+            checksums.write_json(stream, table, width)
         return key
 
     # operator decisions

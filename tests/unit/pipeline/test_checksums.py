@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -27,7 +28,7 @@ def test_a_file_of_before_with_full_sums_compares_equal_to_the_same_sums_kept_in
 
     assert BucketChecksums.from_json(old_file.encode()) == now
     assert now.changed_since(BucketChecksums.from_json(old_file.encode())) == []
-    assert BucketChecksums.from_json(now.to_json("payment", 100)) == now
+    assert BucketChecksums.from_json(_json(now)) == now
     (bucket, (rows, total)), *_ = now.items()
     assert (bucket, rows) == (5, 100) and -(2**63) <= total < 2**63
 
@@ -46,3 +47,18 @@ def test_buckets_must_come_in_ascending_order():
     checksums.add(3, 1, 1)
     with pytest.raises(ValueError, match="not ascending"):
         checksums.add(3, 1, 1)
+
+
+def _json(checksums: BucketChecksums, table: str = "payment") -> bytes:
+    stream = io.BytesIO()
+    checksums.write_json(stream, table, 100)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("buckets", [0, 1, 10_000, 25_001])
+def test_the_file_written_slice_by_slice_is_one_json_document(buckets):
+    checksums = BucketChecksums.of({b * 3: (b % 100 + 1, b * 7 - 5) for b in range(buckets)})
+    document = json.loads(_json(checksums, 'pay"ment'))
+    assert document["table"] == 'pay"ment' and document["width"] == 100
+    assert len(document["buckets"]) == buckets
+    assert BucketChecksums.from_json(_json(checksums)) == checksums
