@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import BinaryIO, Self
 
-_BUCKETS_WRITTEN_AT_ONCE = 10_000
+_BUCKETS_WRITTEN_AT_ONCE = 1_000
 _MOD = 1 << 64
 _HALF = 1 << 63
 
