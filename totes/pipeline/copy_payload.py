@@ -1,15 +1,18 @@
 """What the load sends to a COPY: a frame's rows, in a temporary file (Lambda's /tmp), with
 the statement that reads them.
 
-A table whose every column is NOT NULL and of a fixed width (the two largest facts) goes in
-PostgreSQL's binary COPY format, which the server reads about twice as fast as CSV (1.58 M
-payments: 1.9 s against 4.1 s on the bench machine), since no value is parsed from text.
-Every row then has the same layout, so no per-row Python runs: a template row is repeated,
-then each column's big-endian values (read in place from polars' Arrow buffers by
-nanoarrow) are copied into every row at once, a strided copy per byte. A 100k-row part
-encodes in about the time polars takes to write its CSV. Other tables go as CSV. Either way
-the server stores the same values, so a row's version hash is the same whichever way it
-came (a test keeps it so).
+Rows go in PostgreSQL's binary COPY format, which the server reads about twice as fast as
+CSV (1.58 M payments: 1.9 s against 4.1 s on the bench machine), since no value is parsed
+from text. Rows with the same layout (which values are NULL, how many bytes each text has)
+are written together without per-row Python: a template row is repeated, then each
+column's big-endian values (read in place from polars' Arrow buffers by nanoarrow) are
+copied into every row at once, a strided copy per byte. A 100k-row part encodes in about
+the time polars takes to write its CSV.
+
+A part goes as CSV instead when its rows have many layouts (names of every length: the
+small dimensions), and a fact part when it has more than one, since grouping would reorder
+its rows (their record ids follow the transform's order). Either way the server stores the
+same values, so a row's version hash is the same whichever way it came (a test keeps it).
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from totes.schema.warehouse import TIME_FORMAT, WarehouseTable
 # PostgreSQL's binary COPY: signature, flags, header extension length; and the end marker.
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
+_NULL = struct.pack(">i", -1)
 _DAYS_1970_TO_2000 = 10_957  # binary dates count days from 2000-01-01
 # numeric(10,2) as three base-10000 digits (<= 9999|9999.99|00): ndigits, weight, sign, dscale,
 # then the digits. The server strips zero digits, so the value stored is the one text gives.
 _NUMERIC_DIGITS, _NUMERIC_WEIGHT, _NUMERIC_SCALE = 3, 1, 2
 _NEGATIVE = 0x4000
-_FIXED_WIDTH_TYPES = frozenset(("integer", "date", "time(3)", "numeric(10,2)", "boolean"))
+_BINARY_TYPES = frozenset(("integer", "date", "time(3)", "numeric(10,2)", "boolean", "text"))
+# Past this many layouts in one part, the groups are too small to pay for themselves.
+MAX_LAYOUTS = 16
 _BIG_ENDIAN = sys.byteorder == "big"
 # Bytes handed to the server at a time: each hand-over takes the GIL, which the thread
 # preparing the next part holds in long stretches.
@@ -52,11 +58,6 @@ class CopyPayload:
     rows: int
 
 
-def is_fixed_width(table: WarehouseTable) -> bool:
-    """Whether the table's rows go in binary: every column NOT NULL and of a fixed width."""
-    return all(not c.nullable and c.pg_type in _FIXED_WIDTH_TYPES for c in table.columns)
-
-
 def copy_payload(
     frame: pl.DataFrame,
     table: WarehouseTable,
@@ -68,11 +69,11 @@ def copy_payload(
     constants = dict(constants or {})
     columns = [*table.column_names, *constants]
     buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
-    # A NULL has no place in the fixed layout: such a frame goes as CSV, and the server
-    # refuses it by name (NOT NULL), as it would any other.
-    if is_fixed_width(table) and not any(frame.null_count().row(0)):
+    layouts = _layouts(frame, table)
+    if layouts is not None:
         buffer.write(_HEADER)
-        buffer.write(_binary_rows(frame, table, constants))
+        for rows in layouts:
+            buffer.write(_binary_rows(rows, table, constants))
         buffer.write(_TRAILER)
         options = sql.SQL("FORMAT binary")
     else:
@@ -86,26 +87,52 @@ def copy_payload(
     return CopyPayload(statement, buffer, frame.height)
 
 
-# One column's share of a row: where in its field's value each piece goes, with the pieces'
-# values (one per row, big-endian, of the typecode's size).
-_Pieces = list[tuple[int, str, pl.Series]]
+def _layouts(frame: pl.DataFrame, table: WarehouseTable) -> list[pl.DataFrame] | None:
+    """The frame's rows grouped by layout (in their order within each group), or None when
+    the part goes as CSV (see the module's docstring)."""
+    if not all(c.pg_type in _BINARY_TYPES for c in table.columns):
+        return None
+    marks = [pl.col(c.name).is_null().alias(f"{c.name} null") for c in table.columns]
+    marks += [
+        pl.col(c.name).str.len_bytes().alias(f"{c.name} bytes")
+        for c in table.columns
+        if c.pg_type == "text"
+    ]
+    marked = frame.with_columns(marks)
+    keys = [m.meta.output_name() for m in marks]
+    count = marked.select(pl.struct(keys).n_unique()).item() if frame.height else 1
+    if count > (1 if table.kind == "fact" else MAX_LAYOUTS):
+        return None
+    if count == 1:
+        return [frame]
+    return marked.partition_by(keys, maintain_order=True, include_key=False)
+
+
+# One column's share of a row: where in its field's value each piece goes, the size of each
+# row's piece, and the pieces of every row (big-endian), one after the other.
+_Pieces = list[tuple[int, int, bytearray]]
 
 
 def _pieces(frame: pl.DataFrame, col_name: str, pg_type: str) -> tuple[_Pieces, bytes]:
-    """A column's pieces, and the constant bytes of its value (zeros where pieces go)."""
+    """A column's pieces, and the constant bytes of its value (zeros where pieces go), for
+    rows of one layout (the column is NULL in none of them)."""
     values = pl.col(col_name)
+    if pg_type == "text":
+        data = bytearray(frame[col_name].str.join("").item().encode())
+        size = len(data) // frame.height if frame.height else 0
+        return ([(0, size, data)] if size else []), bytes(size)
     if pg_type == "integer":
-        return [(0, "i", frame[col_name].cast(pl.Int32))], bytes(4)
+        return [(0, 4, _big_endian(frame[col_name].cast(pl.Int32), "i"))], bytes(4)
     if pg_type == "date":
         days = frame.select(values.cast(pl.Int32) - _DAYS_1970_TO_2000).to_series()
-        return [(0, "i", days)], bytes(4)
+        return [(0, 4, _big_endian(days, "i"))], bytes(4)
     if pg_type == "time(3)":
         if frame.schema[col_name] == pl.String:  # how the processed Parquet holds it
             values = values.str.to_time(TIME_FORMAT)
         micros = frame.select(values.cast(pl.Int64) // 1000).to_series()
-        return [(0, "q", micros)], bytes(8)
+        return [(0, 8, _big_endian(micros, "q"))], bytes(8)
     if pg_type == "boolean":
-        return [(0, "B", frame[col_name].cast(pl.UInt8))], bytes(1)
+        return [(0, 1, _big_endian(frame[col_name].cast(pl.UInt8), "B"))], bytes(1)
     # numeric(10,2): sign, then the digits of the whole part (two) and of the cents (one).
     cents = (values * 100).cast(pl.Int64)
     whole = cents.abs() // 100
@@ -117,7 +144,8 @@ def _pieces(frame: pl.DataFrame, col_name: str, pg_type: str) -> tuple[_Pieces, 
     )
     offsets = {"sign": 4, "high": 8, "low": 10, "fraction": 12}
     constant = struct.pack(">hhhhhhh", _NUMERIC_DIGITS, _NUMERIC_WEIGHT, 0, _NUMERIC_SCALE, 0, 0, 0)
-    return [(offset, "h", digits[name]) for name, offset in offsets.items()], constant
+    pieces = [(offset, 2, _big_endian(digits[name], "h")) for name, offset in offsets.items()]
+    return pieces, constant
 
 
 def _big_endian(series: pl.Series, typecode: str) -> bytearray:
@@ -143,17 +171,17 @@ def _constant_field(value: str | int) -> bytes:
 def _binary_rows(
     frame: pl.DataFrame, table: WarehouseTable, constants: dict[str, str | int]
 ) -> bytearray:
-    """The frame's rows in the binary COPY format: a template row repeated, then each
+    """Rows of one layout in the binary COPY format: a template row repeated, then each
     piece's values copied into every row at once (a strided copy per byte)."""
     template = bytearray(struct.pack(">h", len(table.columns) + len(constants)))
-    placed: list[tuple[int, int, bytearray]] = []  # (offset in the row, size, values)
+    placed: _Pieces = []  # (offset in the row, size, values)
     for col in table.columns:
+        if frame.height and frame[col.name].null_count():  # NULL in every row of the layout
+            template += _NULL
+            continue
         pieces, constant = _pieces(frame, col.name, col.pg_type)
         template += struct.pack(">i", len(constant))
-        for offset, typecode, series in pieces:
-            placed.append(
-                (len(template) + offset, array(typecode).itemsize, _big_endian(series, typecode))
-            )
+        placed += [(len(template) + offset, size, values) for offset, size, values in pieces]
         template += constant
     for value in constants.values():
         template += _constant_field(value)
