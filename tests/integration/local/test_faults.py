@@ -361,21 +361,26 @@ def test_the_source_going_away_mid_extract_is_retried(
 def test_a_lake_write_failing_mid_extract_leaves_no_batch_and_the_next_run_delivers(
     settings: RunSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = LocalStore.put_new
-    writes = []
+    real = LocalStore.open_new
+    checksum_files = []
 
-    def failing(store, key, data):
-        writes.append(key)
-        if len(writes) == 4:
-            raise OSError(28, "No space left on device")
-        return real(store, key, data)
+    @contextmanager
+    def failing(store, key):
+        if "_checksums/" in key:
+            checksum_files.append(key)
+        with real(store, key) as stream:
+            if len(checksum_files) == 4:  # the disk fills up writing the fourth table's
+                stream.write(b'{"buckets": {"0": [')
+                raise OSError(28, "No space left on device")
+            yield stream
 
-    monkeypatch.setattr(LocalStore, "put_new", failing)
+    monkeypatch.setattr(LocalStore, "open_new", failing)
     failed = run(settings)
     assert failed.status == "FAILED"
     assert "No space left on device" in failed.alerts[0]["message"]
+    assert len(checksum_files) == 4  # it failed in the extract, after three tables
     assert lake_of(settings).extracted_batches() == []  # no manifest: no batch
-    monkeypatch.setattr(LocalStore, "put_new", real)
+    monkeypatch.setattr(LocalStore, "open_new", real)
     healthy(settings)
 
 
