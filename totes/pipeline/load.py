@@ -20,8 +20,8 @@
   its indexes once instead of row by row (``load_bulk``). That locks the table until the
   batch commits, so readers of that table wait for it; small batches never do this.
 - Memory holds a Parquet part or two at a time: each part is COPYed in turn through a
-  temporary file (binary for the largest facts, CSV otherwise: ``copy_payload``), its row
-  count checked against the manifest.
+  temporary file (PostgreSQL's binary format for the large tables, CSV for the small named
+  dimensions: ``copy_payload``), its row count checked against the manifest.
 """
 
 from __future__ import annotations
