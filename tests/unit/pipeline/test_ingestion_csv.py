@@ -225,3 +225,25 @@ def test_malformed_files_are_named(data, expected):
         read_ingestion_csv(data, "sales_order", KEY)
     assert str(err.value).startswith(f"sales_order ({KEY})")
     assert expected in str(err.value)
+
+
+def test_polars_streaming_scan_reads_empty_fields_as_the_reader_does():
+    raw = pl.scan_csv(b'a,b,c\n1,"",\n2,,""\n', infer_schema=False, empty_string_is_null=True)
+    assert raw.collect(engine="streaming").rows() == [("1", "", None), ("2", None, "")]
+
+
+@pytest.mark.parametrize("table", sorted(BATCH_CSVS))
+def test_a_clean_file_reads_as_the_full_pass_reads_its_good_rows(table):
+    # A clean file takes one streaming pass; a file with a bad value the full pass, which
+    # names it. Both must give the same frame for the same good rows.
+    clean = BATCH_CSVS[table]
+    pk = source_table(table).primary_key
+    text = pl.read_csv(io.BytesIO(clean.encode()), infer_schema=False)
+    bad_row = io.BytesIO()  # the first row again, quoted as COPY would, its id not an integer
+    text.head(1).with_columns(pl.lit("x").alias(pk)).write_csv(bad_row, include_header=False)
+    with_bad = read_ingestion_csv(clean.encode() + bad_row.getvalue(), table, KEY)
+    fast = read_ingestion_csv(clean.encode(), table, KEY)
+    assert [r.column for r in with_bad.rejections] == [pk]
+    assert fast.rejections == [] and fast.rejected_text.height == 0
+    assert fast.frame.equals(with_bad.frame)
+    assert fast.rows.to_list() == with_bad.rows.to_list()
