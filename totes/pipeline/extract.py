@@ -329,6 +329,11 @@ class _SurveyStream:
             self.future += int(dated_later)
         return len(chunk)
 
+    def survey(self) -> Survey:
+        if self._tail:  # COPY ends every line: a fragment means the output was cut short
+            raise psycopg2.DatabaseError(f"the survey's output ended mid-line: {self._tail!r:.80}")
+        return Survey(self.checksums, self.parts, self.latest, self.future)
+
 
 def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Survey:
     """Per bucket: rows, sum of 64-bit row hashes, first and last id; and the table's largest
@@ -362,7 +367,7 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
     stream = _SurveyStream(part_rows)
     with conn.cursor() as cur:
         cur.copy_expert(query, stream, size=1 << 16)
-    return Survey(stream.checksums, stream.parts, stream.latest, stream.future)
+    return stream.survey()
 
 
 class _Surveyor:

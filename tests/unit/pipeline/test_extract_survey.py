@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from totes.pipeline.extract import add_bucket
+import psycopg2
+import pytest
+
+from totes.pipeline.extract import _SurveyStream, add_bucket
 
 
 def _cut(buckets: list[tuple[int, int, int]], part_rows: int) -> list[tuple[int, int, int]]:
@@ -29,3 +32,19 @@ def test_ids_of_any_sign_keep_their_order():
 
     assert _cut(buckets, 5) == [(-150, 40, 5), (100, 180, 4)]
     assert [rows for *_, rows in _cut(buckets, 1)] == [2, 3, 4]
+
+
+def test_survey_output_is_read_across_chunks_and_a_cut_line_is_an_error():
+    stream = _SurveyStream(part_rows=250)
+    for chunk in (
+        b"0\t100\t-5\t1\t100\t2022-11-03T14:20:52.186\t0\n1\t10",
+        b"0\t7\t101\t200\t\\N\t2\n",
+    ):
+        stream.write(chunk)
+    found = stream.survey()
+    assert found.parts == [(1, 200, 200)]
+    assert (found.max_last_updated, found.future_rows) == ("2022-11-03T14:20:52.186", 2)
+    assert list(found.checksums.items()) == [(0, (100, -5)), (1, (100, 7))]
+    stream.write(b"2\t100\t1\t201")  # the output stops mid-line
+    with pytest.raises(psycopg2.DatabaseError, match="mid-line"):
+        stream.survey()
