@@ -439,16 +439,15 @@ def _load_table(
                 cur, table, output.rows * BULK_SHARE
             )
             was_empty = big and is_empty(cur, table)
-            if (
-                was_empty
-                and table.name != "dim_date"
-                and not fully_staged(cur, batch_id, table, output)
-            ):
+            # Into an empty table the rows go in as they are, no merge: unless the batch
+            # may hold a row twice, as dim_date does (each unit's part repeats its days).
+            as_they_are = was_empty and table.name != "dim_date"
+            if as_they_are and not fully_staged(cur, batch_id, table, output):
                 _write_into_empty(cur, lake, output, table, batch_id, done)
             else:
                 staging = _stage(cur, lake, output, table, batch_id)
                 if table.kind == "dimension":
-                    if was_empty and table.name != "dim_date":
+                    if as_they_are:
                         done.written[table.name] = insert_all(cur, table, staging, batch_id)
                     else:
                         done.written[table.name] = _merge_dimension(cur, table, staging, batch_id)
