@@ -79,6 +79,12 @@ def _cast(values: pl.Expr, col: Column) -> pl.Expr:
     return values.cast(_POLARS_TYPES[kind], strict=False)
 
 
+def _casts(spec: SourceTable) -> list[pl.Expr]:
+    """Every column cast once, beside its text (as ``_typed(name)``): the casts serve both
+    the checks and the frame returned."""
+    return [_cast(pl.col(c.name), c).alias(_typed(c.name)) for c in spec.columns]
+
+
 def _typed(name: str) -> str:
     """The column that holds the cast of column ``name`` while a file is checked."""
     return f"{name} (typed)"
@@ -200,7 +206,7 @@ def read_ingestion_csv(data: bytes, table: str, key: str) -> CsvRows:
         return clean
     text = _read_text(data, where).with_row_index("_row", offset=1)
     # Each value cast once: the casts serve both the checks and the frame returned.
-    text = text.with_columns(_cast(pl.col(c.name), c).alias(_typed(c.name)) for c in spec.columns)
+    text = text.with_columns(_casts(spec))
     flags = text.select(_bad(c).alias(c.name) for c in spec.columns)
     is_bad = flags.select(pl.any_horizontal(pl.all())).to_series()
     bad, flags = text.filter(is_bad), flags.filter(is_bad)  # usually nothing: no work below
@@ -226,11 +232,10 @@ def read_ingestion_csv(data: bytes, table: str, key: str) -> CsvRows:
 def _read_clean(data: bytes, spec: SourceTable, where: _Where) -> CsvRows | None:
     """The file's rows typed, in one streaming pass that keeps no text column, if no value
     is bad (nearly always); None when one is, for the full pass that names each."""
-    casts = [_cast(pl.col(c.name), c).alias(_typed(c.name)) for c in spec.columns]
     checked = (
         pl.scan_csv(data, infer_schema=False, empty_string_is_null=True)
         .with_row_index("_row", offset=1)
-        .with_columns(casts)
+        .with_columns(_casts(spec))
         .select(
             "_row",
             *(pl.col(_typed(c.name)).alias(c.name) for c in spec.columns),
