@@ -205,7 +205,6 @@ def read_ingestion_csv(data: bytes, table: str, key: str) -> CsvRows:
     if (clean := _read_clean(data, spec, where)) is not None:
         return clean
     text = _read_text(data, where).with_row_index("_row", offset=1)
-    # Each value cast once: the casts serve both the checks and the frame returned.
     text = text.with_columns(_casts(spec))
     flags = text.select(_bad(c).alias(c.name) for c in spec.columns)
     is_bad = flags.select(pl.any_horizontal(pl.all())).to_series()
