@@ -24,8 +24,6 @@ import polars as pl
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.schema.source import ENUM_TYPES, Column, SourceTable, source_table
 
-_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
-
 
 class IngestionFormatError(UndeliverableBatchError, ValueError):
     """An ingestion CSV cannot be read at all (not a CSV, truncated, other columns); the
@@ -71,12 +69,26 @@ def _cast(values: pl.Expr, col: Column) -> pl.Expr:
     """The cast of one text column to its source type: null where it fails."""
     kind = _kind(col.pg_type)
     if kind == "timestamp(3)":
-        # No cache: timestamps are nearly all distinct, and the cache halves the speed.
-        return values.str.to_datetime(_TIMESTAMP_FORMAT, time_unit="ms", strict=False, cache=False)
+        return _timestamp(values)
     if kind == "boolean":
         booleans = {"t": True, "f": False}
         return values.replace_strict(booleans, default=None, return_dtype=pl.Boolean)
     return values.cast(_POLARS_TYPES[kind], strict=False)
+
+
+def _timestamp(values: pl.Expr) -> pl.Expr:
+    """PostgreSQL's ``timestamp(3)`` text read by position: a third of strptime's time, and
+    exact for every text the pattern admits (the check refuses the rest). Null where a
+    field is out of range (month 13, hour 24, second 60)."""
+    day = values.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False, cache=False)
+    hour, minute, second = (
+        values.str.slice(at, 2).cast(pl.Int64, strict=False) for at in (11, 14, 17)
+    )
+    # ".96" is 960 ms; no fraction at all is 0.
+    millis = values.str.slice(20, 3).str.pad_end(3, "0").cast(pl.Int64, strict=False)
+    in_range = (hour < 24) & (minute < 60) & (second < 60)
+    since_midnight = pl.duration(hours=hour, minutes=minute, seconds=second, milliseconds=millis)
+    return pl.when(in_range).then(day.cast(pl.Datetime("ms")) + since_midnight)
 
 
 def _casts(spec: SourceTable) -> list[pl.Expr]:

@@ -82,6 +82,28 @@ def test_timestamps_with_0_to_3_fractional_digits_are_exact():
     assert address.schema["created_at"] == pl.Datetime("ms")
 
 
+def test_every_timestamp_reads_as_python_reads_it():
+    """The positional parse against Python's own, over a spread of dates and times with
+    0 to 3 fractional digits (PostgreSQL drops trailing zeros)."""
+    start = datetime(1, 1, 1)
+    values = [
+        start + (datetime(9999, 12, 31, 23, 59, 59, 999_000) - start) * (i / 4999)
+        for i in range(5000)
+    ]
+    values = [v.replace(microsecond=v.microsecond // 1000 * 1000) for v in values]
+    values += [
+        datetime(2024, 2, 29, 23, 59, 59),
+        datetime(2000, 1, 1),
+        datetime(1999, 12, 31, 0, 0, 0, 100_000),
+    ]
+    texts = [v.isoformat(sep=" ", timespec="milliseconds").rstrip("0").rstrip(".") for v in values]
+    csv = ",".join(source_table("address").column_names) + "\n"
+    csv += "".join(f"{i},a,,,c,p,x,1,{t},{t}\n" for i, t in enumerate(texts))
+    address = read("address", csv)
+    assert address["created_at"].to_list() == values
+    assert address["last_updated"].to_list() == values
+
+
 def test_money_is_exact_decimal_and_text_dates_stay_text():
     sales = read("sales_order", SALES_ORDER_CSV)
     assert sales.schema["unit_price"] == pl.Decimal(10, 2)
@@ -154,6 +176,11 @@ def _sales_row2(column: str, value: str) -> str:
         ),
         ("created_at", "2022-13-03 14:20:52", "not a timestamp(3) (yyyy-mm-dd hh:mm:ss[.fff])"),
         ("created_at", "2022-11-03T14:20:52", "not a timestamp(3) (yyyy-mm-dd hh:mm:ss[.fff])"),
+        ("created_at", "2022-02-29 14:20:52", "not a timestamp(3) (yyyy-mm-dd hh:mm:ss[.fff])"),
+        ("created_at", "2022-11-03 24:00:00", "not a timestamp(3) (yyyy-mm-dd hh:mm:ss[.fff])"),
+        ("created_at", "2022-11-03 14:60:52", "not a timestamp(3) (yyyy-mm-dd hh:mm:ss[.fff])"),
+        ("created_at", "2022-11-03 14:20:60", "not a timestamp(3) (yyyy-mm-dd hh:mm:ss[.fff])"),
+        ("created_at", "2022-11-03 14:20:5.", "not a timestamp(3) (yyyy-mm-dd hh:mm:ss[.fff])"),
         ("design_id", "", "NULL in a NOT NULL column"),
         ("agreed_delivery_location_id", "", "NULL in a NOT NULL column"),
     ],
