@@ -283,14 +283,15 @@ def _has_rows(frames: Frames, table: str) -> bool:
     return table in frames and not frames[table].is_empty()
 
 
-def _rows(frames: Frames, table: str) -> pl.DataFrame:
-    return frames[table] if table in frames else empty_source(table)
+def _nothing(name: str) -> tuple[pl.DataFrame, Rejections]:
+    """The warehouse table ``name`` with no rows, and nothing left out."""
+    return pl.DataFrame(schema=warehouse_table(name).polars_schema), []
 
 
 def _state_dimension(name: str, batch: Frames, state: Frames) -> tuple[pl.DataFrame, Rejections]:
     sources = STATE_TABLES[name]
     if not any(_has_rows(batch, t) for t in sources):
-        return pl.DataFrame(schema=warehouse_table(name).polars_schema), []
+        return _nothing(name)
     absent = [t for t in sources if t not in state]
     if absent:
         raise RemodelError(f"{name}: the current state of {absent} was not provided")
@@ -312,14 +313,25 @@ def remodel_batch(batch: Frames, state: Frames) -> Remodelled:
     ``batch``: the batch's source frames by table (absent = no rows). ``state``: the
     current full state of the tables ``needs_state(batch)`` names, this batch included.
     """
+    # A table whose source has no rows in the batch is empty, without the work: most units
+    # of a big batch are one part of one table, and building the other ten empty frames
+    # cost more than remodelling a small part.
     built: dict[str, tuple[pl.DataFrame, Rejections]] = {
-        name: fact(name, _rows(batch, source)) for name, (source, _) in _FACT_SOURCES.items()
+        name: fact(name, batch[source]) if _has_rows(batch, source) else _nothing(name)
+        for name, (source, _) in _FACT_SOURCES.items()
     }
-    built["dim_currency"] = dim_currency(_rows(batch, "currency"))
+    has_currency = _has_rows(batch, "currency")
+    built["dim_currency"] = (
+        dim_currency(batch["currency"]) if has_currency else _nothing("dim_currency")
+    )
     for name in STATE_TABLES:
         built[name] = _state_dimension(name, batch, state)
     for name, (source, renames) in _PLAIN_DIMENSIONS.items():
-        built[name] = _renamed_dimension(name, _rows(batch, source), renames)
+        built[name] = (
+            _renamed_dimension(name, batch[source], renames)
+            if _has_rows(batch, source)
+            else _nothing(name)
+        )
     facts = {name: built[name][0] for name in _FACT_SOURCES}
     built["dim_date"] = (dim_date(facts), [])
     assert set(built) == set(WAREHOUSE_TABLE_NAMES), sorted(built)
