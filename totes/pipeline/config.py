@@ -8,7 +8,7 @@
 | WAREHOUSE_DSN / WAREHOUSE_DB_SECRET_ARN | load | the warehouse, likewise |
 | RECONCILE_INTERVAL_MINUTES | extract | reconcile a large table at most this often (default 20) |
 | RECONCILE_EVERY_RUN_ROWS | extract | a table this small: every run (default 100000) |
-| PART_ROWS | extract | rows per CSV part (default 100000): bounds memory and the work of one call |
+| PART_ROWS | extract | rows per CSV part (default 50000): bounds memory and the work of one call |
 """
 
 from __future__ import annotations
