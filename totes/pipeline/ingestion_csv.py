@@ -77,18 +77,18 @@ def _cast(values: pl.Expr, col: Column) -> pl.Expr:
 
 
 def _timestamp(values: pl.Expr) -> pl.Expr:
-    """PostgreSQL's ``timestamp(3)`` text read by position: a third of strptime's time, and
-    exact for every text the pattern admits (the check refuses the rest). Null where a
-    field is out of range (month 13, hour 24, second 60)."""
-    day = values.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False, cache=False)
-    hour, minute, second = (
-        values.str.slice(at, 2).cast(pl.Int64, strict=False) for at in (11, 14, 17)
+    """PostgreSQL's ``timestamp(3)`` text: its whole seconds in the one format polars parses
+    on a fast path (a fifth of the time of ``%.f``), then the milliseconds. Exact for every
+    text the pattern admits (the check refuses the rest); null where a field is out of
+    range (month 13, hour 24), a leap second included (chrono would read :60 as the next
+    minute; PostgreSQL never writes one)."""
+    whole_seconds = values.str.slice(0, 19).str.to_datetime(
+        "%Y-%m-%d %H:%M:%S", time_unit="ms", strict=False, cache=False
     )
     # ".96" is 960 ms; no fraction at all is 0.
     millis = values.str.slice(20, 3).str.pad_end(3, "0").cast(pl.Int64, strict=False)
-    in_range = (hour < 24) & (minute < 60) & (second < 60)
-    since_midnight = pl.duration(hours=hour, minutes=minute, seconds=second, milliseconds=millis)
-    return pl.when(in_range).then(day.cast(pl.Datetime("ms")) + since_midnight)
+    leap_second = values.str.slice(17, 2) == "60"
+    return pl.when(~leap_second).then(whole_seconds + pl.duration(milliseconds=millis))
 
 
 def _casts(spec: SourceTable) -> list[pl.Expr]:
