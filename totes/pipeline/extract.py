@@ -65,6 +65,10 @@ BUCKET_WIDTH = 100
 # failed run. A small table (most of ToteSys, and all of it at its real size) every run.
 RECONCILE_INTERVAL = timedelta(minutes=20)
 RECONCILE_EVERY_RUN_ROWS = 100_000
+# Memory for a survey's buckets (about 250 bytes each) in one of our sessions, for the rest
+# of the extract's transaction: 64 MB holds a 25-million-row table's without spilling to
+# disk (PostgreSQL's default, 4 MB, about 3 million rows').
+SURVEY_WORK_MEM = "64MB"
 # Serialises extracts against the same source (any 64-bit number unique to this purpose).
 EXTRACT_LOCK_ID = 7_146_203_951
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'
@@ -348,16 +352,22 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
     database's own type ids, which only a dump and restore of ToteSys changes: the next pass
     then re-reads every bucket once, and nothing is duplicated.
 
-    The result streams through COPY (which, unlike a server-side cursor, is planned with
-    parallel workers): memory holds a chunk of it at a time.
+    The rows are hashed in a subquery that the planner may not flatten (``OFFSET 0``): it
+    then hashes each row once as it scans and aggregates by hash (a bucket's count is not
+    known to it), instead of sorting every row with all its columns first. A third less
+    time, on one core, while the extract's other session copies on the other. The result
+    streams through COPY: memory holds a chunk of it at a time.
     """
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     pk = sql.Identifier(table.primary_key)
     query = sql.SQL(
-        "COPY (SELECT {pk} / {width}, count(*), sum(hash_record_extended(ROW({columns}), 0)),"
-        " min({pk}), max({pk}), to_char(max(last_updated), {fmt}),"
-        " count(*) FILTER (WHERE last_updated > {now}::timestamp) FROM {t}"
-        " GROUP BY 1 ORDER BY 1) TO STDOUT"
+        "COPY (SELECT bucket, count(*), sum(row_hash), min(id), max(id),"
+        " to_char(max(last_updated), {fmt}),"
+        " count(*) FILTER (WHERE last_updated > {now}::timestamp)"
+        " FROM (SELECT {pk} / {width} AS bucket,"
+        " hash_record_extended(ROW({columns}), 0) AS row_hash, {pk} AS id, last_updated"
+        " FROM {t} OFFSET 0) AS hashed"
+        " GROUP BY bucket ORDER BY bucket) TO STDOUT"
     ).format(
         pk=pk,
         width=sql.Literal(BUCKET_WIDTH),
@@ -368,6 +378,7 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
     )
     stream = _SurveyStream(part_rows)
     with conn.cursor() as cur:
+        cur.execute("SET LOCAL work_mem = %s", (SURVEY_WORK_MEM,))
         cur.copy_expert(query, stream, size=1 << 16)
     return stream.survey()
 
