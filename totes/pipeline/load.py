@@ -51,6 +51,7 @@ from totes.pipeline.load_bulk import (
     insert_all,
     is_empty,
     is_small_beside,
+    primary_key_built_in_bulk,
 )
 from totes.pipeline.load_stage import (
     clear_staged,
@@ -448,7 +449,8 @@ def _load_table(
                 staging = _stage(cur, lake, output, table, batch_id)
                 if table.kind == "dimension":
                     if as_they_are:
-                        done.written[table.name] = insert_all(cur, table, staging, batch_id)
+                        with primary_key_built_in_bulk(cur, table):
+                            done.written[table.name] = insert_all(cur, table, staging, batch_id)
                     else:
                         done.written[table.name] = _merge_dimension(cur, table, staging, batch_id)
                 elif big:
@@ -485,10 +487,12 @@ def _write_into_empty(
 ) -> None:
     """A big batch into an empty table (an initial load, a replay): its Parquet COPYed
     straight into the table, with no staging table between (the version hash is computed
-    as each row is written). A fact table's keys are checked and built in bulk."""
+    as each row is written). Its keys are built once the rows are in, and a fact table's
+    foreign keys are checked in bulk."""
     target = sql.Identifier(table.name)
     if table.kind == "dimension":
-        done.written[table.name] = _copy_parts(cur, lake, output, table, target, batch_id)
+        with primary_key_built_in_bulk(cur, table):
+            done.written[table.name] = _copy_parts(cur, lake, output, table, target, batch_id)
         return
     _append_facts_in_bulk(
         cur, table, batch_id, done,

@@ -14,6 +14,7 @@ from totes.pipeline.extract import run_extract
 from totes.pipeline.lake import Lake, ProcessedManifest, TableOutput, manifest_key
 from totes.pipeline.load import (
     BrokenChainError,
+    LoadError,
     ProcessedFileError,
     ensure_warehouse,
     load_batches,
@@ -55,6 +56,47 @@ def test_both_ways_of_checking_keys_load_the_same_warehouse(
     )
     assert ("fact_payment_transaction_id_fkey",) in constraints
     assert len(constraints) == 7
+    primary_keys = rows(
+        warehouse_dsn, "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p'"
+    )
+    assert {(table.name,) for table in WAREHOUSE_TABLES} <= primary_keys
+
+
+def test_a_dimension_row_twice_in_an_initial_load_fails_the_batch_by_name(
+    key_checks, transformed, warehouse_dsn, tmp_path
+):
+    """Into an empty dimension, in bulk, its primary key is built after the rows are in:
+    a key twice fails the batch there, as it does row by row."""
+    lake, batch_id = transformed
+    twice = Lake.from_uri(str(tmp_path / "twice"))
+    manifest = lake.processed_manifest(batch_id)
+    tables = dict(manifest.tables)
+    for name, output in manifest.tables.items():
+        if not output.key:
+            continue
+        data = lake.processed.get(output.key)
+        if name == "dim_design":
+            frame = pl.read_parquet(data)
+            doubled = pl.concat([frame, frame.head(1)])
+            doubled.write_parquet(path := tmp_path / "doubled.parquet")
+            data = path.read_bytes()
+            tables[name] = TableOutput(doubled.height, output.key)
+        twice.processed.put_new(output.key, data)
+    twice.processed.put_new(manifest_key(batch_id), ProcessedManifest(batch_id, tables).to_json())
+    with connect(warehouse_dsn) as conn, pytest.raises(LoadError) as caught:
+        load_batches(conn, twice)
+    assert f"batch {batch_id}, table dim_design" in str(caught.value)
+    # In bulk, building the key finds it; row by row, the merge (an upsert) does.
+    expected = {
+        "in bulk": "Key (design_id)=(1) is duplicated",
+        "row by row": "cannot affect row a second time",
+    }
+    assert expected[key_checks] in str(caught.value)
+    assert rows(warehouse_dsn, "SELECT count(*) FROM dim_design") == {(0,)}  # nothing partial
+    primary_keys = rows(
+        warehouse_dsn, "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p'"
+    )
+    assert ("dim_design",) in primary_keys  # the key is back: the transaction rolled back
 
 
 def test_a_fact_without_its_dimension_row_waits_for_it_and_loads_when_it_comes(
