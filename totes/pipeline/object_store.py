@@ -17,7 +17,6 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Protocol
 
-import boto3
 from botocore.exceptions import ClientError
 
 
@@ -130,7 +129,13 @@ class S3Store:
     def __init__(self, bucket: str, prefix: str = "", client: object | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.client = client or boto3.client("s3")
+        if client is None:
+            # Here, not at the top: boto3 takes 0.2 s to import, which a lake in a folder
+            # (a laptop run, each stage's process) need not pay.
+            import boto3
+
+            client = boto3.client("s3")
+        self.client = client
 
     def put_new(self, key: str, data: bytes) -> bool:
         try:

@@ -12,8 +12,6 @@ import json
 import re
 from urllib.parse import quote
 
-from aws_lambda_powertools.utilities import parameters
-
 from totes.pipeline.redact import redact_dsn
 from totes.pipeline.tls import tls_settings
 
@@ -51,6 +49,10 @@ class SecretDsn(str):
 
 def dsn_from_secret(secret_id: str, *, force_fetch: bool = False) -> SecretDsn:
     """The DSN a Secrets Manager secret describes (cached; see the module's docstring)."""
+    # Here, not at the top: it imports boto3 (0.2 s), which a run without secrets (a
+    # laptop's) need not pay.
+    from aws_lambda_powertools.utilities import parameters
+
     raw = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force_fetch)
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
