@@ -15,8 +15,9 @@ row derived from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import polars as pl
 
@@ -26,6 +27,7 @@ from totes.schema.source import source_table
 from totes.schema.warehouse import TIME_FORMAT, WAREHOUSE_TABLE_NAMES, warehouse_table
 
 Rejections = list[Rejection]
+Built = tuple[pl.DataFrame, Rejections]  # a warehouse frame, and the source rows left out
 
 Frames = Mapping[str, pl.DataFrame]
 
@@ -60,7 +62,7 @@ class RemodelError(ValueError):
     """Source rows that cannot become warehouse rows; the message names table, id, column."""
 
 
-def conform(name: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
+def conform(name: str, frame: pl.DataFrame) -> Built:
     """``frame`` as exactly the warehouse table's columns and types; rows with a NULL where
     the warehouse has NOT NULL are left out and returned as rejections."""
     table = warehouse_table(name)
@@ -115,16 +117,12 @@ def latest_versions(table: str, versions: Sequence[pl.DataFrame]) -> pl.DataFram
 # --- dimensions ---------------------------------------------------------------------------
 
 
-def _renamed_dimension(
-    name: str, frame: pl.DataFrame, renames: dict[str, str]
-) -> tuple[pl.DataFrame, Rejections]:
+def _renamed_dimension(name: str, frame: pl.DataFrame, renames: dict[str, str]) -> Built:
     table = warehouse_table(name)
     return conform(name, frame.rename(renames).sort(table.key))
 
 
-def _orphans(
-    joined: pl.DataFrame, probe: str, child: str, fk: str, parent: str
-) -> tuple[pl.DataFrame, Rejections]:
+def _orphans(joined: pl.DataFrame, probe: str, child: str, fk: str, parent: str) -> Built:
     """After a left join: rows that found no parent (``probe``: a NOT NULL parent column)
     are left out and rejected."""
     found = pl.col(probe).is_not_null()
@@ -136,7 +134,7 @@ def _orphans(
     return joined.filter(found), rejections
 
 
-def dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
+def dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> Built:
     """From the FULL current staff and department tables."""
     departments = department.select("department_id", "department_name", "location")
     joined = staff.join(departments, on="department_id", how="left", validate="m:1")
@@ -155,9 +153,7 @@ def _legal_address(address: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def dim_counterparty(
-    counterparty: pl.DataFrame, address: pl.DataFrame
-) -> tuple[pl.DataFrame, Rejections]:
+def dim_counterparty(counterparty: pl.DataFrame, address: pl.DataFrame) -> Built:
     """From the FULL current counterparty and address tables; contacts are dropped."""
     joined = counterparty.join(
         _legal_address(address), on="legal_address_id", how="left", validate="m:1"
@@ -169,7 +165,7 @@ def dim_counterparty(
     return frame, orphans + nulls
 
 
-def dim_currency(currency: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
+def dim_currency(currency: pl.DataFrame) -> Built:
     """With each code's ISO 4217 name; a code without one is rejected."""
     names: dict[str, str] = {}
     rejections: Rejections = []
@@ -227,9 +223,7 @@ def _split_timestamp(column: str) -> list[pl.Expr]:
     ]
 
 
-def _text_dates(
-    frame: pl.DataFrame, table: str, columns: Sequence[str]
-) -> tuple[pl.DataFrame, Rejections]:
+def _text_dates(frame: pl.DataFrame, table: str, columns: Sequence[str]) -> Built:
     """Text yyyy-mm-dd columns cast to Date; a row with one that is not a date is rejected."""
     pk = source_table(table).primary_key
     rejections: Rejections = []
@@ -249,7 +243,7 @@ def _text_dates(
     ), rejections
 
 
-def fact(name: str, source: pl.DataFrame) -> tuple[pl.DataFrame, Rejections]:
+def fact(name: str, source: pl.DataFrame) -> Built:
     """One fact row per source row: timestamps split, text dates cast, columns renamed."""
     table, renames = _FACT_SOURCES[name]
     spec = source_table(table)
@@ -283,12 +277,12 @@ def _has_rows(frames: Frames, table: str) -> bool:
     return table in frames and not frames[table].is_empty()
 
 
-def _nothing(name: str) -> tuple[pl.DataFrame, Rejections]:
+def _nothing(name: str) -> Built:
     """The warehouse table ``name`` with no rows, and nothing left out."""
     return pl.DataFrame(schema=warehouse_table(name).polars_schema), []
 
 
-def _state_dimension(name: str, batch: Frames, state: Frames) -> tuple[pl.DataFrame, Rejections]:
+def _state_dimension(name: str, batch: Frames, state: Frames) -> Built:
     sources = STATE_TABLES[name]
     if not any(_has_rows(batch, t) for t in sources):
         return _nothing(name)
@@ -313,25 +307,22 @@ def remodel_batch(batch: Frames, state: Frames) -> Remodelled:
     ``batch``: the batch's source frames by table (absent = no rows). ``state``: the
     current full state of the tables ``needs_state(batch)`` names, this batch included.
     """
-    # A table whose source has no rows in the batch is empty, without the work: most units
-    # of a big batch are one part of one table, and building the other ten empty frames
-    # cost more than remodelling a small part.
-    built: dict[str, tuple[pl.DataFrame, Rejections]] = {
-        name: fact(name, batch[source]) if _has_rows(batch, source) else _nothing(name)
+
+    def from_rows(name: str, source: str, build: Callable[[pl.DataFrame], Built]) -> Built:
+        # Without rows of its source, a table is empty without the work: most units of a
+        # big batch are one part of one table, and building ten empty frames the long way
+        # cost more than remodelling a small part.
+        return build(batch[source]) if _has_rows(batch, source) else _nothing(name)
+
+    built: dict[str, Built] = {
+        name: from_rows(name, source, partial(fact, name))
         for name, (source, _) in _FACT_SOURCES.items()
     }
-    has_currency = _has_rows(batch, "currency")
-    built["dim_currency"] = (
-        dim_currency(batch["currency"]) if has_currency else _nothing("dim_currency")
-    )
+    built["dim_currency"] = from_rows("dim_currency", "currency", dim_currency)
     for name in STATE_TABLES:
         built[name] = _state_dimension(name, batch, state)
     for name, (source, renames) in _PLAIN_DIMENSIONS.items():
-        built[name] = (
-            _renamed_dimension(name, batch[source], renames)
-            if _has_rows(batch, source)
-            else _nothing(name)
-        )
+        built[name] = from_rows(name, source, partial(_renamed_dimension, name, renames=renames))
     facts = {name: built[name][0] for name in _FACT_SOURCES}
     built["dim_date"] = (dim_date(facts), [])
     assert set(built) == set(WAREHOUSE_TABLE_NAMES), sorted(built)
