@@ -24,7 +24,7 @@ from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
 from totes.pipeline.warehouse_ddl import foreign_key_clause, foreign_key_name, version_index_ddl
-from totes.schema.warehouse import WAREHOUSE_TABLES, WarehouseTable
+from totes.schema.warehouse import WAREHOUSE_TABLES, Column, WarehouseTable
 
 # Sorting memory for building an index once (per transaction, for the load's session only).
 INDEX_BUILD_MEMORY = "256MB"
@@ -71,22 +71,52 @@ def append_facts_unordered(
 
 
 @contextmanager
+def _without_foreign_keys(cur: Cursor, keys: list[tuple[WarehouseTable, Column]]) -> Iterator[None]:
+    """The foreign keys ``(table, column)`` dropped, then added back, which checks every row
+    of their tables at once."""
+    for table, col in keys:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(table.name), foreign_key_name(table, col)
+            )
+        )
+    yield
+    for table, col in keys:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD {}").format(
+                sql.Identifier(table.name), foreign_key_clause(table, col)
+            )
+        )
+
+
+def _add_primary_key(cur: Cursor, table: WarehouseTable, column: str) -> None:
+    cur.execute("SET LOCAL maintenance_work_mem = %s", (INDEX_BUILD_MEMORY,))
+    cur.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+            sql.Identifier(table.name),
+            sql.Identifier(f"{table.name}_pkey"),
+            sql.Identifier(column),
+        )
+    )
+
+
+def _drop_primary_key(cur: Cursor, table: WarehouseTable) -> None:
+    cur.execute(
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            sql.Identifier(table.name), sql.Identifier(f"{table.name}_pkey")
+        )
+    )
+
+
+@contextmanager
 def foreign_keys_checked_in_bulk(cur: Cursor, table: WarehouseTable) -> Iterator[None]:
     """Drop the table's foreign keys, then add them back, which checks every row at once.
 
     Inside the load's transaction: nobody sees the table without its keys, and a row that
     breaks one fails the whole batch (ForeignKeyViolation) as the row check would.
     """
-    target = sql.Identifier(table.name)
-    for col in table.foreign_keys:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                target, foreign_key_name(table, col)
-            )
-        )
-    yield
-    for col in table.foreign_keys:
-        cur.execute(sql.SQL("ALTER TABLE {} ADD {}").format(target, foreign_key_clause(table, col)))
+    with _without_foreign_keys(cur, [(table, col) for col in table.foreign_keys]):
+        yield
 
 
 @contextmanager
@@ -96,50 +126,25 @@ def indexes_built_in_bulk(cur: Cursor, table: WarehouseTable, empty: bool) -> It
     if not empty:
         yield
         return
-    target = sql.Identifier(table.name)
-    primary_key = sql.Identifier(f"{table.name}_pkey")
-    version_key = sql.Identifier(f"{table.name}_version_key")
-    cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, primary_key))
-    cur.execute(sql.SQL("DROP INDEX {}").format(version_key))
+    _drop_primary_key(cur, table)
+    cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(f"{table.name}_version_key")))
     yield
-    cur.execute("SET LOCAL maintenance_work_mem = %s", (INDEX_BUILD_MEMORY,))
-    cur.execute(
-        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-            target, primary_key, sql.Identifier(table.record_id)
-        )
-    )
+    _add_primary_key(cur, table, table.record_id)
     cur.execute(version_index_ddl(table))
 
 
 @contextmanager
 def primary_key_built_in_bulk(cur: Cursor, table: WarehouseTable) -> Iterator[None]:
     """For an empty dimension: its primary key dropped, then built once after the rows are
-    in (half the time of an index entry per row), with the foreign keys on it."""
-    target = sql.Identifier(table.name)
-    primary_key = sql.Identifier(f"{table.name}_pkey")
+    in (half the time of an index entry per row), with the facts' foreign keys on it (they
+    check the facts' rows when added back: none, in an initial load)."""
     standing_on_it = [
         (fact, col)
         for fact in WAREHOUSE_TABLES
         for col in fact.foreign_keys
         if col.references == table.name
     ]
-    for fact, col in standing_on_it:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                sql.Identifier(fact.name), foreign_key_name(fact, col)
-            )
-        )
-    cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, primary_key))
-    yield
-    cur.execute("SET LOCAL maintenance_work_mem = %s", (INDEX_BUILD_MEMORY,))
-    cur.execute(
-        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-            target, primary_key, sql.Identifier(table.key)
-        )
-    )
-    for fact, col in standing_on_it:  # each checks the fact's rows: none in an initial load
-        cur.execute(
-            sql.SQL("ALTER TABLE {} ADD {}").format(
-                sql.Identifier(fact.name), foreign_key_clause(fact, col)
-            )
-        )
+    with _without_foreign_keys(cur, standing_on_it):
+        _drop_primary_key(cur, table)
+        yield
+        _add_primary_key(cur, table, table.key)
