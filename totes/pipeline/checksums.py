@@ -91,12 +91,11 @@ class BucketChecksums:
         """As JSON into ``stream``, a slice of buckets at a time (a large table's whole text
         at once would take tens of MiB)."""
         stream.write(b'{"buckets": {')
-        items = self.items()
-        first = True
+        items, separator = self.items(), ""
         while chunk := list(islice(items, _BUCKETS_WRITTEN_AT_ONCE)):
             text = ", ".join(f'"{b}": [{n}, {s}]' for b, (n, s) in chunk)
-            stream.write(((", " if not first and text else "") + text).encode())
-            first = False
+            stream.write((separator + text).encode())
+            separator = ", "
         stream.write(f'}}, "table": {json.dumps(table)}, "width": {width}}}'.encode())
 
     @classmethod
