@@ -441,7 +441,8 @@ def _load_table(
             )
             was_empty = big and is_empty(cur, table)
             # Into an empty table the rows go in as they are, no merge: unless the batch
-            # may hold a row twice, as dim_date does (each unit's part repeats its days).
+            # may hold a row twice, as dim_date may (lakes from before it was one file per
+            # batch hold a part per unit, each repeating its days).
             as_they_are = was_empty and table.name != "dim_date"
             if as_they_are and not fully_staged(cur, batch_id, table, output):
                 _write_into_empty(cur, lake, output, table, batch_id, done)

@@ -183,21 +183,28 @@ def dim_currency(currency: pl.DataFrame) -> Built:
     return frame, rejections + nulls
 
 
-def dim_date(facts: Frames) -> pl.DataFrame:
-    """One row per distinct calendar day that any of the given fact frames references."""
+def fact_days(facts: Frames) -> pl.Series:
+    """Every distinct calendar day that any of the given fact frames references, in order."""
     days = [
-        frame.select(pl.col(c).alias("date_id"))
+        frame.get_column(c).alias("date_id")
         for frame in facts.values()
         for c, dtype in frame.schema.items()
         if dtype == pl.Date
     ]
-    dates = pl.concat(days) if days else pl.DataFrame(schema={"date_id": pl.Date})
+    dates = pl.concat(days) if days else pl.Series("date_id", [], pl.Date)
+    return dates.unique().drop_nulls().sort()
+
+
+def calendar(days: pl.Series) -> pl.DataFrame:
+    """dim_date: one row per distinct day of ``days`` (a Date series)."""
     day = pl.col("date_id")
     frame, _ = conform(  # every column derives from a non-null date: nothing to reject
         "dim_date",
-        dates.unique()
+        days.alias("date_id")
+        .unique()
         .drop_nulls()
-        .sort("date_id")
+        .sort()
+        .to_frame()
         .with_columns(
             year=day.dt.year(),
             month=day.dt.month(),
@@ -209,6 +216,11 @@ def dim_date(facts: Frames) -> pl.DataFrame:
         ),
     )
     return frame
+
+
+def dim_date(facts: Frames) -> pl.DataFrame:
+    """One row per distinct calendar day that any of the given fact frames references."""
+    return calendar(fact_days(facts))
 
 
 # --- facts --------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from totes.pipeline.lake import (
 from totes.pipeline.remodel import (
     STATE_TABLES,
     RemodelError,
+    calendar,
     empty_source,
     needs_state,
     remodel_batch,
@@ -299,6 +300,7 @@ class UnitResult:
     quarantined_rows: dict[str, int] = field(default_factory=dict)
     quarantined_ids: dict[str, list[int]] = field(default_factory=dict)
     lines: dict[str, list[str]] = field(default_factory=dict)  # source table -> messages
+    days: list[str] = field(default_factory=list)  # yyyy-mm-dd its facts reference (dim_date)
 
     def to_json(self) -> bytes:
         raw = asdict(self)
@@ -322,10 +324,8 @@ def _producers(manifest: IngestionManifest) -> dict[str, int]:
 
 
 def _outputs_of(unit: Unit) -> list[str]:
-    names = [n for n in WAREHOUSE_TABLE_NAMES if warehouse_table(n).source in unit.sources]
-    if any(warehouse_table(n).kind == "fact" for n in names):
-        names.append("dim_date")  # the days its facts reference
-    return names
+    # Not dim_date: units give its days, and the call that finishes the batch writes it.
+    return [n for n in WAREHOUSE_TABLE_NAMES if warehouse_table(n).source in unit.sources]
 
 
 def transform_unit(lake: Lake, batch_id: str, index: int) -> UnitResult:
@@ -344,7 +344,9 @@ def transform_unit(lake: Lake, batch_id: str, index: int) -> UnitResult:
     result = UnitResult()
     producers = _producers(manifest)
     for name, frame in remodelled.frames.items():
-        if frame.height:
+        if name == "dim_date":
+            result.days = frame["date_id"].dt.to_string("%Y-%m-%d").to_list()
+        elif frame.height:
             part = index + 1 if producers[name] > 1 else None
             key = parquet_key(name, batch_id, part)
             _put_parquet(lake, key, frame)
@@ -412,6 +414,19 @@ def _snapshot(name: str, manifest: IngestionManifest, rows: int) -> Snapshot | N
     return extract.snapshot if extract else None
 
 
+def _calendar(lake: Lake, batch_id: str, results: list[UnitResult]) -> list[Part]:
+    """dim_date for the whole batch, in one file: every day any unit's facts reference.
+    One file, not one per unit: the load reads and merges each file it is given, and a
+    fanned-out load would stage each in a call of its own."""
+    days = sorted({day for result in results for day in result.days})
+    if not days:
+        return []
+    frame = calendar(pl.Series("date_id", days).str.to_date("%Y-%m-%d"))
+    key = parquet_key("dim_date", batch_id)
+    _put_parquet(lake, key, frame)
+    return [Part(key, frame.height)]
+
+
 def finish_batch(lake: Lake, batch_id: str, results: list[UnitResult]) -> ProcessedManifest:
     """Write the rows set aside, then the ProcessedManifest LAST, from every unit's result."""
     manifest_in = lake.ingestion_manifest(batch_id)
@@ -423,6 +438,8 @@ def finish_batch(lake: Lake, batch_id: str, results: list[UnitResult]) -> Proces
     outputs: dict[str, TableOutput] = {}
     for name in WAREHOUSE_TABLE_NAMES:
         parts = [r.outputs[name] for r in results if name in r.outputs]
+        if name == "dim_date":
+            parts += _calendar(lake, batch_id, results)
         rows = sum(p.rows for p in parts)
         source = warehouse_table(name).source
         outputs[name] = TableOutput(
@@ -456,8 +473,9 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
 
     Else remodel the batch unit by unit (the small tables together, then every part of
     the others), ``UNITS_AT_ONCE`` at a time, write one Parquet per warehouse table
-    and unit that has rows, the rows set aside, then the ProcessedManifest LAST. A unit
-    that a fanned-out call already did (its result is in the lake) is not done again.
+    and unit that has rows (dim_date: one for the batch, from every unit's days), the
+    rows set aside, then the ProcessedManifest LAST. A unit that a fanned-out call
+    already did (its result is in the lake) is not done again.
     """
     check_batch_id(batch_id)
     if lake.processed.exists(manifest_key(batch_id)):

@@ -18,9 +18,16 @@ from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
 from totes.pipeline.extract import BUCKET_WIDTH, ExtractSettings, run_extract
 from totes.pipeline.ingestion_csv import IngestionFormatError
-from totes.pipeline.lake import Lake, manifest_key
+from totes.pipeline.lake import Lake, manifest_key, parquet_key, unit_result_key
 from totes.pipeline.load import plan_load, run_load, run_stage_part
-from totes.pipeline.transform import plan_transform, run_transform, run_transform_unit
+from totes.pipeline.remodel import calendar
+from totes.pipeline.transform import (
+    UnitResult,
+    plan_transform,
+    run_transform,
+    run_transform_unit,
+    to_parquet,
+)
 from totes.schema.source import SOURCE_TABLES
 from totes.schema.warehouse import WAREHOUSE_TABLES
 
@@ -127,6 +134,21 @@ def test_a_batch_in_many_parts_loads_exactly_as_a_single_part(totesys_dsn, new_d
     assert len(outputs["fact_sales_order"].files) > 1  # it really was in parts
     for output in outputs.values():
         assert output.rows == sum(part.rows for part in output.files)
+    # One calendar for the batch, not one per unit: every day once, and every fact's day in it.
+    (calendar,) = outputs["dim_date"].files
+    days = pl.read_parquet(tmp_path / "parted" / "processed" / calendar.key)["date_id"]
+    assert days.is_unique().all() and days.is_sorted()
+    assert set(days) == set(
+        itertools.chain.from_iterable(
+            pl.read_parquet(tmp_path / "parted" / "processed" / part.key)
+            .select(pl.col(pl.Date))
+            .unpivot()["value"]
+            .drop_nulls()
+            for name, output in outputs.items()
+            if name.startswith("fact_")
+            for part in output.files
+        )
+    )
     assert differences(totesys_dsn, parted) == {}
     assert _warehouse(parted) == _warehouse(whole)
     fact_rows = one(parted, "SELECT count(*) FROM fact_sales_order")
@@ -156,6 +178,40 @@ def test_units_done_in_separate_calls_are_taken_up_by_the_call_that_finishes(
     warehouse = new_database("warehouse")
     run_load(lake, warehouse)
     assert differences(totesys_dsn, warehouse) == {}
+
+
+def test_units_done_before_the_calendar_was_one_file_still_finish_their_batch(
+    totesys_dsn, new_database, tmp_path
+):
+    """A unit result from before (a dim_date part of its own, no days) is taken as it is:
+    the load merges its part with the batch's calendar, and nothing is lost."""
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    plan = run_transform(lake, fan_out=True)
+    for unit in plan["units"]:
+        run_transform_unit(lake, unit["batch_id"], unit["unit"])
+    batch_id = plan["units"][0]["batch_id"]
+    old_style = next(i for i, u in enumerate(plan["units"]) if _unit_result(lake, batch_id, i).days)
+    result = _unit_result(lake, batch_id, old_style)
+    frame = calendar(pl.Series(result.days).str.to_date("%Y-%m-%d"))
+    key = parquet_key("dim_date", batch_id, 1000 + old_style)
+    lake.processed.put_new(key, to_parquet(frame))
+    raw = json.loads(result.to_json())
+    raw["outputs"]["dim_date"] = {"key": key, "rows": frame.height}
+    del raw["days"]
+    path = tmp_path / "processed" / unit_result_key(batch_id, old_style)
+    path.write_text(json.dumps(raw))
+
+    run_transform(lake)
+    parts = [p.key for p in lake.processed_manifest(batch_id).tables["dim_date"].files]
+    assert parts == [key, parquet_key("dim_date", batch_id)]
+    warehouse = new_database("warehouse")
+    run_load(lake, warehouse)
+    assert differences(totesys_dsn, warehouse) == {}
+
+
+def _unit_result(lake: Lake, batch_id: str, index: int) -> UnitResult:
+    return UnitResult.from_json(lake.processed.get(unit_result_key(batch_id, index)))
 
 
 def test_a_small_batch_takes_the_short_path(totesys_dsn, tmp_path):
