@@ -29,9 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from threading import Lock
+from typing import TypeVar
 
 import psycopg2
 from psycopg2 import sql
@@ -230,7 +235,7 @@ class _Writer:
 
     def copy(
         self,
-        conn: Connection,
+        sessions: _Surveyor,
         table: SourceTable,
         ids: list[int] | None,
         buckets: list[int] | None,
@@ -240,20 +245,22 @@ class _Writer:
         """Stream the selected rows (``rows`` of them, counted in this snapshot) into the
         lake: one CSV, or one per part of at most ``part_rows`` rows, each part's rows
         counted in the same snapshot (``ranges``: (first id, last id, rows) of each part,
-        when already counted)."""
+        when already counted). Parts go on both sessions when the second is free."""
         where = _selection(table, ids, buckets)
         if rows <= self.part_rows:
             ranges = [(None, None, rows)]
         elif ranges is None:
-            ranges = _part_ranges(conn, table, where, self.part_rows)
-        parts = []
-        for number, (low, high, count) in enumerate(ranges, start=1):
+            ranges = _part_ranges(sessions.conn, table, where, self.part_rows)
+
+        def copy_part(session: Connection, number: int) -> Part:
+            low, high, count = ranges[number - 1]
             key = csv_key(table.name, self.batch_id, number if len(ranges) > 1 else None)
             part_where = where if low is None else _in_range(table, where, low, high)
             with self.lake.ingestion.open_new(key) as stream:
-                _copy_to(conn, table, part_where, stream)
-            parts.append(Part(key, count))
-        return parts
+                _copy_to(session, table, part_where, stream)
+            return Part(key, count)
+
+        return sessions.share(range(1, len(ranges) + 1), copy_part)
 
 
 def _count_rows(
@@ -383,13 +390,19 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
     return stream.survey()
 
 
+_Job = TypeVar("_Job")
+_Done = TypeVar("_Done")
+
+
 class _Surveyor:
-    """Whole-table surveys for this extract, in its snapshot.
+    """Whole-table surveys for this extract, in its snapshot, and the extract's sessions.
 
     With a second session, the surveys run on it, up to ``AHEAD`` tables ahead of the
     extract, while the first session copies: the source's two scans of a table (survey,
-    COPY) then run on two cores instead of one after the other. The second session reads
-    the same snapshot (``pg_export_snapshot``), so both see exactly the same rows.
+    COPY) then run on two cores instead of one after the other. Once it has no survey
+    left to start, it copies parts too (``share``): the surveys end well before the
+    copies, and it would otherwise idle through the last big tables. The second session
+    reads the same snapshot (``pg_export_snapshot``), so both see exactly the same rows.
     """
 
     # Surveys held at once: enough to keep the second session busy past small tables; each
@@ -424,6 +437,41 @@ class _Surveyor:
             table = self._waiting.pop(0)
             future = self._pool.submit(survey, self._helper, table, self._now, self._part_rows)
             self._ahead.append((table.name, future))
+
+    @property
+    def conn(self) -> Connection:
+        """The extract's own session."""
+        return self._conn
+
+    def share(self, jobs: Iterable[_Job], work: Callable[[Connection, _Job], _Done]) -> list[_Done]:
+        """``work(session, job)`` for every job, results in the jobs' order: on this session,
+        and on the second too when it has no survey left to start (after those it has
+        already started; not at all if this session is done first)."""
+        queue = deque(jobs)
+        order = list(queue)
+        if self._pool is None or self._waiting or len(queue) < 2:
+            return [work(self._conn, job) for job in order]
+        lock, done = Lock(), {}
+
+        def drain(session: Connection) -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    job = queue.popleft()
+                done[job] = work(session, job)
+
+        helping = self._pool.submit(drain, self._helper)
+        try:
+            drain(self._conn)
+        except BaseException:
+            with lock:
+                queue.clear()
+            wait_for([helping])
+            raise
+        if not helping.cancel():  # started: it ends with its job in hand
+            helping.result()
+        return [done[job] for job in order]
 
     def survey(self, table: SourceTable) -> Survey:
         if self._ahead and self._ahead[0][0] == table.name:
@@ -551,7 +599,7 @@ def _extract_table(
         watermark = min(whole.max_last_updated, now_iso)
         window = _window_hashes(conn, table, watermark)
         run = _full_copy(
-            conn, table, watermark, whole.future_rows, _recent(window, watermark),
+            surveyor, table, watermark, whole.future_rows, _recent(window, watermark),
             checksums=whole.checksums, checksums_key=None, writer=writer, whole=whole,
         )  # fmt: skip
         run.extract.changed_rows = run.extract.rows  # all of it is new to the lake
@@ -574,7 +622,7 @@ def _extract_table(
 
     if table.name in FULL_COPY_TABLES and (new_ids or changed or full_copy is None):
         run = _full_copy(
-            conn, table, watermark, future, recent,
+            surveyor, table, watermark, future, recent,
             checksums=stored, checksums_key=checksums_key, writer=writer,
             reconciled_rows=baseline.reconciled_rows if baseline else None,
         )  # fmt: skip
@@ -594,12 +642,12 @@ def _extract_table(
     run = _TableRun(extract=extract, recent=recent, checksums=stored)
     if new_ids or changed:
         extract.rows = _count_rows(conn, table, new_ids, changed)
-        run.parts = writer.copy(conn, table, new_ids, changed, extract.rows)
+        run.parts = writer.copy(surveyor, table, new_ids, changed, extract.rows)
     return run
 
 
 def _full_copy(
-    conn: Connection,
+    sessions: _Surveyor,
     table: SourceTable,
     watermark: str,
     future: int,
@@ -614,7 +662,7 @@ def _full_copy(
     """The whole table: its first extract, or a changed table the transform needs whole.
     With a ``survey`` of it (from this snapshot), its rows and parts are counted already."""
     extract = TableExtract(
-        rows=whole.rows if whole else _count_rows(conn, table, None, None),
+        rows=whole.rows if whole else _count_rows(sessions.conn, table, None, None),
         key=None,
         watermark=watermark,
         future_rows=future,
@@ -626,7 +674,7 @@ def _full_copy(
     # Parts of whole buckets, unless a part is to be smaller than a bucket.
     by_buckets = whole is not None and writer.part_rows >= BUCKET_WIDTH
     ranges = whole.parts if by_buckets else None
-    parts = writer.copy(conn, table, None, None, extract.rows, ranges)
+    parts = writer.copy(sessions, table, None, None, extract.rows, ranges)
     return _TableRun(extract=extract, parts=parts, recent=recent, checksums=checksums)
 
 

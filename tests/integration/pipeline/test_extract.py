@@ -7,6 +7,7 @@ import io
 import threading
 from datetime import timedelta
 
+import psycopg2
 import pytest
 
 from tests.support.sql import execute, one
@@ -14,11 +15,12 @@ from totes.pipeline.db import connect
 from totes.pipeline.extract import (
     ExtractSettings,
     SchemaDriftError,
+    _Surveyor,
     check_source_schema,
     extract_batch,
 )
 from totes.pipeline.lake import Lake
-from totes.schema.source import SOURCE_TABLE_NAMES
+from totes.schema.source import SOURCE_TABLE_NAMES, source_table
 
 
 def extract(dsn: str, lake: Lake):
@@ -203,3 +205,47 @@ def test_a_second_session_surveys_in_the_same_snapshot(totesys_dsn, tmp_path):
             ]
             if table.checksums:
                 assert alone.checksums(table.checksums) == helped.checksums(other.checksums)
+
+
+def _sessions(conn, helper) -> _Surveyor:
+    """The extract's two sessions, the second with one small survey to do first."""
+    conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    return _Surveyor(conn, helper, "2030-01-01T00:00:00.000", [source_table("currency")], 100)
+
+
+def _backend(session, job: int) -> tuple[int, int]:
+    with session.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid() FROM pg_sleep(0.05)")
+        return job, cur.fetchone()[0]
+
+
+def test_parts_are_shared_with_the_second_session_once_it_has_no_survey_left(totesys_dsn):
+    with connect(totesys_dsn) as conn, connect(totesys_dsn) as helper:
+        sessions = _sessions(conn, helper)
+        try:
+            done = sessions.share(range(1, 21), _backend)
+        finally:
+            sessions.close()
+        pids = {conn.get_backend_pid(), helper.get_backend_pid()}
+    assert [job for job, _ in done] == list(range(1, 21))  # in the jobs' order
+    assert {pid for _, pid in done} == pids  # both sessions took some
+
+
+def test_a_failed_part_fails_the_extract_and_the_second_session_stops(totesys_dsn):
+    taken = []
+
+    def copy_part(session, job: int) -> int:
+        taken.append(job)
+        if job == 3:
+            raise psycopg2.DatabaseError("the lake refused part 3")
+        _backend(session, job)
+        return job
+
+    with connect(totesys_dsn) as conn, connect(totesys_dsn) as helper:
+        sessions = _sessions(conn, helper)
+        try:
+            with pytest.raises(psycopg2.DatabaseError, match="part 3"):
+                sessions.share(range(1, 101), copy_part)
+        finally:
+            sessions.close()
+    assert len(taken) < 10  # no part was started after the failure but one in hand
