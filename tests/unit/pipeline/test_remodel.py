@@ -5,7 +5,8 @@ The batch comes from tests/support/sample_csv.py.
 
 from __future__ import annotations
 
-from datetime import date
+import random
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -22,6 +23,7 @@ from tests.support.sample_csv import (
 from totes.pipeline.ingestion_csv import read_ingestion_csv
 from totes.pipeline.remodel import (
     RemodelError,
+    _split_timestamp,
     conform,
     dim_counterparty,
     dim_currency,
@@ -167,6 +169,19 @@ def test_fact_sales_order_splits_timestamps_and_casts_dates(remodelled):
         "agreed_delivery_location_id": 3,
     }
     assert rows(sales, "sales_order_id", 2)["created_time"] == "14:20:52.186"
+
+
+def test_times_of_day_are_every_timestamps_own_to_the_millisecond():
+    rng = random.Random(11)
+    start = datetime(1, 1, 1)
+    stamps = [
+        start + timedelta(milliseconds=rng.randrange(0, 315_537_897_600_000)) for _ in range(5000)
+    ]
+    stamps += [datetime(1969, 12, 31, 23, 59, 59, 999_000), datetime(1970, 1, 1)]
+    frame = pl.DataFrame({"created_at": stamps}, schema={"created_at": pl.Datetime("ms")})
+    split = frame.select(_split_timestamp("created_at"))
+    assert split["created_date"].to_list() == [s.date() for s in stamps]
+    assert split["created_time"].to_list() == [s.strftime("%H:%M:%S.%f")[:-3] for s in stamps]
 
 
 def test_fact_purchase_order_money_is_exact(remodelled):
