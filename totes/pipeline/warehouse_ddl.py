@@ -60,6 +60,23 @@ def version_hash_migration(table: WarehouseTable) -> list[sql.Composable]:
     ]
 
 
+# A fact's record ids go to the load's session a thousand at a time: a row's id then costs
+# no lock and no WAL record of its own (a sixth of COPY's time for a fact row, in bulk).
+# Ids still rise in the order rows are written; between batches they leave gaps.
+RECORD_ID_CACHE = 1000
+
+
+def record_id_sequence(table: WarehouseTable) -> str:
+    """The name PostgreSQL gives the sequence of the fact's ``serial`` record id."""
+    return f"{table.name}_{table.record_id}_seq"
+
+
+def record_id_cache_ddl(table: WarehouseTable) -> sql.Composable:
+    return sql.SQL("ALTER SEQUENCE {} CACHE {}").format(
+        sql.Identifier(record_id_sequence(table)), sql.Literal(RECORD_ID_CACHE)
+    )
+
+
 def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     """CREATE statements (idempotent) for one warehouse table, its keys and indexes."""
     name = sql.Identifier(table.name)

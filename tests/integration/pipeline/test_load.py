@@ -21,7 +21,7 @@ from totes.pipeline.load import (
     replay,
 )
 from totes.pipeline.transform import run_transform
-from totes.pipeline.warehouse_ddl import version_index_ddl
+from totes.pipeline.warehouse_ddl import RECORD_ID_CACHE, version_index_ddl
 from totes.pipeline.warehouse_views import VIEW_NAMES, current_view_name
 from totes.schema.warehouse import WAREHOUSE_TABLES
 
@@ -243,4 +243,37 @@ def test_a_warehouse_with_version_hashes_of_before_is_migrated(
     }
     after = {f.name: one(warehouse_dsn, f"SELECT count(*) FROM {f.name}") for f in facts}
     assert after == before
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_record_ids_are_handed_out_a_thousand_at_a_time_in_new_and_old_warehouses(
+    transformed, totesys_dsn, warehouse_dsn
+):
+    """A warehouse from before (ids one at a time) is brought up to date; ids still rise in
+    the order the transform wrote the rows (id, then last_updated), gaps between batches."""
+    lake, batch_id = transformed
+    facts = [t for t in WAREHOUSE_TABLES if t.kind == "fact"]
+    caches = (
+        "SELECT c.relname, s.seqcache FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid"
+        " WHERE c.relname LIKE 'fact%%' ORDER BY 1"
+    )
+    with connect(warehouse_dsn) as conn:
+        ensure_warehouse(conn)
+    expected = [(f"{f.name}_{f.record_id}_seq", RECORD_ID_CACHE) for f in facts]
+    assert query(warehouse_dsn, caches) == sorted(expected)
+    with connect(warehouse_dsn) as conn, conn, conn.cursor() as cur:
+        for fact in facts:
+            cur.execute(f"ALTER SEQUENCE {fact.name}_{fact.record_id}_seq CACHE 1")
+    with connect(warehouse_dsn) as conn:
+        load_batches(conn, lake, [batch_id])
+    assert query(warehouse_dsn, caches) == sorted(expected)
+    for fact in facts:
+        order = query(
+            warehouse_dsn,
+            f"SELECT {fact.key} FROM {fact.name}"
+            f" ORDER BY {fact.key}, last_updated_date, last_updated_time",
+        )
+        assert order == query(
+            warehouse_dsn, f"SELECT {fact.key} FROM {fact.name} ORDER BY {fact.record_id}"
+        )
     assert differences(totesys_dsn, warehouse_dsn) == {}
