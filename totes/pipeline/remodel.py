@@ -183,18 +183,6 @@ def dim_currency(currency: pl.DataFrame) -> Built:
     return frame, rejections + nulls
 
 
-def fact_days(facts: Frames) -> pl.Series:
-    """Every distinct calendar day that any of the given fact frames references, in order."""
-    days = [
-        frame.get_column(c).alias("date_id")
-        for frame in facts.values()
-        for c, dtype in frame.schema.items()
-        if dtype == pl.Date
-    ]
-    dates = pl.concat(days) if days else pl.Series("date_id", [], pl.Date)
-    return dates.unique().drop_nulls().sort()
-
-
 def calendar(days: pl.Series) -> pl.DataFrame:
     """dim_date: one row per distinct day of ``days`` (a Date series)."""
     day = pl.col("date_id")
@@ -220,7 +208,13 @@ def calendar(days: pl.Series) -> pl.DataFrame:
 
 def dim_date(facts: Frames) -> pl.DataFrame:
     """One row per distinct calendar day that any of the given fact frames references."""
-    return calendar(fact_days(facts))
+    days = [
+        frame.get_column(c)
+        for frame in facts.values()
+        for c, dtype in frame.schema.items()
+        if dtype == pl.Date
+    ]
+    return calendar(pl.concat(days) if days else pl.Series("date_id", [], pl.Date))
 
 
 # --- facts --------------------------------------------------------------------------------
