@@ -15,12 +15,13 @@ from totes.pipeline.db import connect
 from totes.pipeline.extract import (
     ExtractSettings,
     SchemaDriftError,
+    _smallest_first,
     _Surveyor,
     check_source_schema,
     extract_batch,
 )
 from totes.pipeline.lake import Lake
-from totes.schema.source import SOURCE_TABLE_NAMES, source_table
+from totes.schema.source import SOURCE_TABLE_NAMES, SOURCE_TABLES, source_table
 
 
 def extract(dsn: str, lake: Lake):
@@ -249,3 +250,21 @@ def test_a_failed_part_fails_the_extract_and_the_second_session_stops(totesys_ds
         finally:
             sessions.close()
     assert len(taken) < 10  # no part was started after the failure but one in hand
+
+
+def test_tables_are_worked_smallest_first_and_listed_in_the_sources_order(totesys_dsn, tmp_path):
+    execute(
+        totesys_dsn,
+        "INSERT INTO design (design_name, file_location, file_name, created_at, last_updated)"
+        " SELECT 'Design ' || n, '/designs', 'design-' || n || '.jpg', now(), now()"
+        " FROM generate_series(1, 5000) AS n",
+    )
+    with connect(totesys_dsn) as conn:
+        order = [table.name for table in _smallest_first(conn, SOURCE_TABLES)]
+    sizes = [one(totesys_dsn, "SELECT pg_relation_size(%s::regclass)", (name,)) for name in order]
+    assert sorted(order) == sorted(SOURCE_TABLE_NAMES)
+    assert sizes == sorted(sizes)
+    assert order[-1] == "design"  # the largest now, so worked last
+    manifest = extract(totesys_dsn, Lake.from_uri(str(tmp_path)))
+    assert list(manifest.tables) == list(SOURCE_TABLE_NAMES)
+    assert manifest.tables["design"].rows == one(totesys_dsn, "SELECT count(*) FROM design")
