@@ -14,6 +14,8 @@ from __future__ import annotations
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
+from totes.pipeline.guarded_ddl import only_when
+
 BATCH_TABLE = "etl_loaded_batch"
 DELETION_TABLE = "etl_deleted_row"
 WAITING_TABLE = "etl_waiting_row"
@@ -29,10 +31,16 @@ REGISTERS_DDL: tuple[sql.Composable, ...] = (
         "CREATE TABLE IF NOT EXISTS {} (batch_id text PRIMARY KEY,"
         " loaded_at timestamptz NOT NULL DEFAULT now(), rows_written jsonb NOT NULL)"
     ).format(sql.Identifier(BATCH_TABLE)),
-    sql.SQL(
-        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'loaded'"
-        " CHECK (status IN ('loaded', 'skipped')), ADD COLUMN IF NOT EXISTS reason text"
-    ).format(sql.Identifier(BATCH_TABLE)),
+    only_when(
+        sql.SQL(
+            "(SELECT count(*) FROM pg_attribute WHERE attrelid = {}::regclass"
+            " AND attname IN ('status', 'reason') AND NOT attisdropped) < 2"
+        ).format(sql.Literal(BATCH_TABLE)),
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'loaded'"
+            " CHECK (status IN ('loaded', 'skipped')), ADD COLUMN IF NOT EXISTS reason text"
+        ).format(sql.Identifier(BATCH_TABLE)),
+    ),
     DELETION_REGISTER_DDL,
     sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, id integer NOT NULL,"

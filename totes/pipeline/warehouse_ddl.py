@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
+from totes.pipeline.guarded_ddl import only_when
 from totes.pipeline.registers import REGISTERS_DDL
 from totes.pipeline.warehouse_views import view_ddl
 from totes.schema.warehouse import WAREHOUSE_TABLES, Column, WarehouseTable, warehouse_table
@@ -93,8 +94,13 @@ def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     ]
     if table.kind == "fact":
         # One row per version: the same version, re-read or re-loaded, is never added twice.
-        statements.append(version_index_ddl(table))
+        index = f"{table.name}_version_key"
+        statements.append(only_when(_missing(index), version_index_ddl(table)))
     return statements
+
+
+def _missing(relation: str) -> sql.Composable:
+    return sql.SQL("to_regclass({}) IS NULL").format(sql.Literal(relation))
 
 
 def warehouse_ddl() -> list[sql.Composable]:

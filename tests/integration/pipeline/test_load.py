@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import polars as pl
+import psycopg2
 import pytest
 from psycopg2 import sql
 
 import totes.pipeline.load
 from tests.support.oracle import differences, rows
-from tests.support.sql import one, query
+from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
 from totes.pipeline.extract import run_extract
 from totes.pipeline.lake import Lake, ProcessedManifest, TableOutput, manifest_key
@@ -20,10 +21,11 @@ from totes.pipeline.load import (
     load_batches,
     replay,
 )
+from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
 from totes.pipeline.transform import run_transform
 from totes.pipeline.warehouse_ddl import RECORD_ID_CACHE, version_index_ddl
 from totes.pipeline.warehouse_views import VIEW_NAMES, current_view_name
-from totes.schema.warehouse import WAREHOUSE_TABLES
+from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, WAREHOUSE_TABLES
 
 
 @pytest.fixture
@@ -276,4 +278,40 @@ def test_record_ids_are_handed_out_a_thousand_at_a_time_in_new_and_old_warehouse
         assert order == query(
             warehouse_dsn, f"SELECT {fact.key} FROM {fact.name} ORDER BY {fact.record_id}"
         )
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_a_load_never_waits_for_autovacuum(transformed, totesys_dsn, warehouse_dsn):
+    """Autovacuum holds SHARE UPDATE EXCLUSIVE on each table it vacuums (it does, after every
+    big load). A load that waited for that lock would wait a second (deadlock_timeout) and
+    cancel the vacuum, every run: an existing warehouse has nothing to create, so a load
+    must take no lock of the kind."""
+    lake, batch_id = transformed
+    with connect(warehouse_dsn) as conn:
+        load_batches(conn, lake, [batch_id])
+    execute(
+        totesys_dsn,
+        "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = now()"
+        " WHERE sales_order_id = 1",
+    )
+    run_extract(lake, totesys_dsn)
+    (next_batch,) = run_transform(lake)["batch_ids"]
+    vacuum = psycopg2.connect(warehouse_dsn)
+    try:
+        with vacuum.cursor() as cur:
+            tables = [*WAREHOUSE_TABLE_NAMES, BATCH_TABLE, DELETION_TABLE, WAITING_TABLE]
+            cur.execute(
+                sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+                )
+            )
+        with connect(warehouse_dsn) as conn:
+            with conn, conn.cursor() as cur:
+                cur.execute("SET lock_timeout = '1s'")  # a wait fails the load
+            summary = load_batches(conn, lake, None)
+    finally:
+        vacuum.rollback()
+        vacuum.close()
+    assert summary.loaded_batch_ids == [next_batch]
+    assert summary.rows["fact_sales_order"] == 1  # a new version
     assert differences(totesys_dsn, warehouse_dsn) == {}
