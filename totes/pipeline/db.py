@@ -104,11 +104,14 @@ def connect(dsn: str, *, application_name: str = "totes") -> Iterator[Connection
     try:
         yield conn
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-        # The server went away mid-stage (restart, failover, network): worth a retry, and
+        # The server went away mid-stage (restart, failover, network), or stopped a statement
+        # that waited too long (a lock or statement timeout): worth a retry either way, and
         # the transaction it was in was rolled back, so nothing partial remains.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailableError(
-            f"lost the connection to the database: {first_line}"
-        ) from None
+        stopped = getattr(exc, "pgcode", None) and not conn.closed
+        what = (
+            "the database stopped a statement" if stopped else "lost the connection to the database"
+        )
+        raise DatabaseUnavailableError(f"{what}: {first_line}") from None
     finally:
         conn.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg2
 import pytest
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
@@ -110,3 +111,25 @@ def test_no_connection_error_shows_the_password(
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "stage failed" in logged
     assert "hunter2-wrong" not in logged and "secret-tail" not in logged
+
+
+def test_a_statement_stopped_by_a_lock_timeout_is_not_called_a_lost_connection(warehouse_dsn):
+    holder = psycopg2.connect(warehouse_dsn)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("CREATE TABLE held (id integer)")
+            holder.commit()
+            cur.execute("LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+        with (
+            pytest.raises(DatabaseUnavailableError) as caught,
+            connect(warehouse_dsn) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute("SET lock_timeout = '50ms'")
+            cur.execute("SELECT * FROM held")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert str(caught.value) == (
+        "the database stopped a statement: canceling statement due to lock timeout"
+    )
