@@ -23,7 +23,12 @@ from contextlib import contextmanager
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
-from totes.pipeline.warehouse_ddl import foreign_key_clause, foreign_key_name, version_index_ddl
+from totes.pipeline.warehouse_ddl import (
+    foreign_key_clause,
+    foreign_key_name,
+    version_index_ddl,
+    version_index_name,
+)
 from totes.schema.warehouse import WAREHOUSE_TABLES, Column, WarehouseTable
 
 # Sorting memory for building an index once (per transaction, for the load's session only).
@@ -127,7 +132,7 @@ def indexes_built_in_bulk(cur: Cursor, table: WarehouseTable, empty: bool) -> It
         yield
         return
     _drop_primary_key(cur, table)
-    cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(f"{table.name}_version_key")))
+    cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(version_index_name(table))))
     yield
     _add_primary_key(cur, table, table.record_id)
     cur.execute(version_index_ddl(table))

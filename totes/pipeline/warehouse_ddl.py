@@ -31,10 +31,14 @@ def foreign_key_clause(table: WarehouseTable, col: Column) -> sql.Composable:
     )
 
 
+def version_index_name(table: WarehouseTable) -> str:
+    return f"{table.name}_version_key"
+
+
 def version_index_ddl(table: WarehouseTable) -> sql.Composable:
     """The fact table's unique (id, version_hash) index: one row per version."""
     return sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}, version_hash)").format(
-        sql.Identifier(f"{table.name}_version_key"),
+        sql.Identifier(version_index_name(table)),
         sql.Identifier(table.name),
         sql.Identifier(table.key),
     )
@@ -94,8 +98,8 @@ def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     ]
     if table.kind == "fact":
         # One row per version: the same version, re-read or re-loaded, is never added twice.
-        index = f"{table.name}_version_key"
-        statements.append(only_when(_missing(index), version_index_ddl(table)))
+        missing = _missing(version_index_name(table))
+        statements.append(only_when(missing, version_index_ddl(table)))
     return statements
 
 
