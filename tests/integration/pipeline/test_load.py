@@ -315,3 +315,30 @@ def test_a_load_never_waits_for_autovacuum(transformed, totesys_dsn, warehouse_d
     assert summary.loaded_batch_ids == [next_batch]
     assert summary.rows["fact_sales_order"] == 1  # a new version
     assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_a_missing_version_index_or_register_column_is_made_again(warehouse_dsn):
+    """DDL guarded so that an up-to-date warehouse takes no lock still creates what is missing."""
+    with connect(warehouse_dsn) as conn:
+        ensure_warehouse(conn)
+    execute(warehouse_dsn, "DROP INDEX fact_payment_version_key")
+    execute(warehouse_dsn, f"ALTER TABLE {BATCH_TABLE} DROP COLUMN reason")
+    with connect(warehouse_dsn) as conn:
+        ensure_warehouse(conn)
+    assert one(
+        warehouse_dsn,
+        "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+        ("fact_payment_version_key",),
+    ) == (
+        "CREATE UNIQUE INDEX fact_payment_version_key ON public.fact_payment"
+        " USING btree (payment_id, version_hash)"
+    )
+    assert (
+        one(
+            warehouse_dsn,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = %s"
+            " AND column_name IN ('status', 'reason')",
+            (BATCH_TABLE,),
+        )
+        == 2
+    )
