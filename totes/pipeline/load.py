@@ -62,9 +62,6 @@ from totes.pipeline.load_stage import (
 )
 from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
 from totes.pipeline.warehouse_ddl import (
-    RECORD_ID_CACHE,
-    record_id_cache_ddl,
-    record_id_sequence,
     version_hash_migration,
     warehouse_ddl,
 )
@@ -125,21 +122,6 @@ def ensure_warehouse(conn: Connection) -> None:
         _migrate_version_hashes(cur)
         for statement in warehouse_ddl():
             cur.execute(statement)
-        _cache_record_ids(cur)
-
-
-def _cache_record_ids(cur: Cursor) -> None:
-    """Fact record id sequences (new, or from before) set to hand out RECORD_ID_CACHE ids
-    at a time; altered only when they do not already."""
-    cur.execute(
-        "SELECT c.relname FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid"
-        " WHERE c.relnamespace = current_schema()::regnamespace AND s.seqcache <> %s",
-        (RECORD_ID_CACHE,),
-    )
-    uncached = {name for (name,) in cur.fetchall()}
-    for table in WAREHOUSE_TABLES:
-        if table.kind == "fact" and record_id_sequence(table) in uncached:
-            cur.execute(record_id_cache_ddl(table))
 
 
 def _migrate_version_hashes(cur: Cursor) -> None:

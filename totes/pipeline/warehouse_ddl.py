@@ -100,6 +100,11 @@ def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
         # One row per version: the same version, re-read or re-loaded, is never added twice.
         missing = _missing(version_index_name(table))
         statements.append(only_when(missing, version_index_ddl(table)))
+        # New, or from before record ids were cached.
+        uncached = sql.SQL(
+            "(SELECT seqcache FROM pg_sequence WHERE seqrelid = {}::regclass) <> {}"
+        ).format(sql.Literal(record_id_sequence(table)), sql.Literal(RECORD_ID_CACHE))
+        statements.append(only_when(uncached, record_id_cache_ddl(table)))
     return statements
 
 
