@@ -63,9 +63,12 @@ def copy_payload(
     table: WarehouseTable,
     into: sql.Identifier,
     constants: Mapping[str, str | int] | None = None,
+    *,
+    freeze: bool = False,
 ) -> CopyPayload:
     """The frame's rows (its columns are the table's) for a COPY into ``into``, each row
-    followed by ``constants`` (column -> one value for every row, e.g. the batch id)."""
+    followed by ``constants`` (column -> one value for every row, e.g. the batch id).
+    ``freeze``: rows written frozen, for a table created in the COPY's transaction."""
     constants = dict(constants or {})
     columns = [*table.column_names, *constants]
     buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
@@ -81,6 +84,8 @@ def copy_payload(
         frame.write_csv(buffer)  # null -> empty field, empty string -> "": COPY keeps them apart
         options = sql.SQL("FORMAT csv, HEADER true")
     buffer.seek(0)
+    if freeze:
+        options = sql.SQL("{}, FREEZE true").format(options)
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(
         into, sql.SQL(", ").join(sql.Identifier(c) for c in columns), options
     )

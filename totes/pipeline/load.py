@@ -26,12 +26,10 @@
 
 from __future__ import annotations
 
-import io
+import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import polars as pl
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
@@ -39,11 +37,17 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
-from totes.pipeline.copy_payload import COPY_CHUNK_BYTES, CopyPayload, copy_payload
 from totes.pipeline.db import connect
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
-from totes.pipeline.lake import Lake, Part, ProcessedManifest, SkipRecord, TableOutput
+from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
+from totes.pipeline.load_build import (
+    DROP_STALE_BUILD,
+    BuildRefused,
+    build_tables,
+    is_new_warehouse,
+    move_in,
+)
 from totes.pipeline.load_bulk import (
     append_facts_unordered,
     foreign_keys_checked_in_bulk,
@@ -53,6 +57,7 @@ from totes.pipeline.load_bulk import (
     is_small_beside,
     primary_key_built_in_bulk,
 )
+from totes.pipeline.load_parts import LoadError, copy_parts
 from totes.pipeline.load_stage import (
     clear_staged,
     fully_staged,
@@ -67,13 +72,14 @@ from totes.pipeline.warehouse_ddl import (
 )
 from totes.pipeline.warehouse_views import VIEW_NAMES
 from totes.schema.warehouse import (
-    TIME_FORMAT,
     WAREHOUSE_TABLE_NAMES,
     WAREHOUSE_TABLES,
     Column,
     WarehouseTable,
     warehouse_table,
 )
+
+logger = logging.getLogger(__name__)
 
 LOAD_LOCK_ID = 7_146_203_952
 # A batch of at least this many rows for a table, and at least 1/BULK_SHARE of the rows
@@ -84,15 +90,6 @@ LOAD_LOCK_ID = 7_146_203_952
 BULK_CHECK_ROWS = 10_000
 BULK_SHARE = 20
 MAX_LISTED = 50
-
-
-class LoadError(Exception):
-    """A batch could not be loaded; nothing of it was written."""
-
-
-class ProcessedFileError(UndeliverableBatchError):
-    """A processed Parquet file is missing, unreadable or holds other rows than its manifest
-    says."""
 
 
 class BrokenChainError(UndeliverableBatchError):
@@ -119,6 +116,7 @@ def ensure_warehouse(conn: Connection) -> None:
     of an earlier version up to date)."""
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        cur.execute(DROP_STALE_BUILD)
         _migrate_version_hashes(cur)
         for statement in warehouse_ddl():
             cur.execute(statement)
@@ -146,29 +144,6 @@ def _migrate_version_hashes(cur: Cursor) -> None:
             cur.execute(statement)
 
 
-def _read_parquet(lake: Lake, output: Part, table: WarehouseTable) -> pl.DataFrame:
-    """One Parquet file (a table's, or one part of it), its columns and count checked."""
-    where = f"{table.name} ({lake.processed.location(output.key)})"
-    try:
-        frame = pl.read_parquet(io.BytesIO(lake.processed.get(output.key)))
-    except FileNotFoundError:
-        raise ProcessedFileError(f"{where}: the file is missing from the lake") from None
-    except pl.exceptions.PolarsError as exc:
-        raise ProcessedFileError(f"{where}: not a readable Parquet file: {exc}") from None
-    # Lakes written before times of day became text hold Parquet TIME columns: same values.
-    frame = frame.with_columns(pl.col(pl.Time).dt.strftime(TIME_FORMAT))
-    if frame.schema != table.polars_schema:
-        raise ProcessedFileError(
-            f"{where}: columns/types {dict(frame.schema)} do not match the warehouse "
-            f"{dict(table.polars_schema)}"
-        )
-    if frame.height != output.rows:
-        raise ProcessedFileError(
-            f"{where}: {frame.height} rows, but the processed manifest says {output.rows}"
-        )
-    return frame
-
-
 def _stage(
     cur: Cursor, lake: Lake, output: TableOutput, table: WarehouseTable, batch_id: str
 ) -> sql.Identifier:
@@ -184,41 +159,8 @@ def _stage(
         )
     )
     if not take_staged(cur, batch_id, table, output, staging):
-        _copy_parts(cur, lake, output, table, staging)
+        copy_parts(cur, lake, output, table, staging)
     return staging
-
-
-def _copy_parts(
-    cur: Cursor,
-    lake: Lake,
-    output: TableOutput,
-    table: WarehouseTable,
-    into: sql.Identifier,
-    batch_id: str | None = None,
-) -> int:
-    """COPY each Parquet part of the table's rows into ``into`` in turn, each part's count
-    checked; with ``batch_id``, as the rows' batch_id column. The next part is read and
-    encoded while the server takes this one; it goes through a temporary file (Lambda's
-    /tmp), so memory holds a part's frame, not its encoding."""
-    constants = {"batch_id": batch_id} if batch_id else {}
-
-    def prepare(part: Part) -> CopyPayload:
-        return copy_payload(_read_parquet(lake, part, table), table, into, constants)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="load-read") as reader:
-        upcoming = reader.submit(prepare, output.files[0]) if output.files else None
-        for index, part in enumerate(output.files):
-            payload = upcoming.result()
-            if index + 1 < len(output.files):
-                upcoming = reader.submit(prepare, output.files[index + 1])
-            with payload.file:
-                cur.copy_expert(payload.statement, payload.file, size=COPY_CHUNK_BYTES)
-            if cur.rowcount != payload.rows:  # the last hop's count: what the warehouse got
-                raise LoadError(
-                    f"{table.name} ({lake.processed.location(part.key)}): COPY wrote"
-                    f" {cur.rowcount} rows of {payload.rows}"
-                )
-    return output.rows
 
 
 def _merge_dimension(
@@ -496,11 +438,11 @@ def _write_into_empty(
     target = sql.Identifier(table.name)
     if table.kind == "dimension":
         with primary_key_built_in_bulk(cur, table):
-            done.written[table.name] = _copy_parts(cur, lake, output, table, target, batch_id)
+            done.written[table.name] = copy_parts(cur, lake, output, table, target, batch_id)
         return
     _append_facts_in_bulk(
         cur, table, batch_id, done,
-        write=lambda: _copy_parts(cur, lake, output, table, target, batch_id),
+        write=lambda: copy_parts(cur, lake, output, table, target, batch_id),
         staged=lambda: _stage(cur, lake, output, table, batch_id),
         empty=True,
     )  # fmt: skip
@@ -629,33 +571,73 @@ def _waiting_now(conn: Connection) -> dict[str, int]:
         return dict(cur.fetchall())
 
 
-def load_batches(conn: Connection, lake: Lake, batch_ids: list[str] | None = None) -> LoadSummary:
+def _build_new_warehouse(
+    conn: Connection, dsn: str, lake: Lake, batch_ids: list[str] | None
+) -> tuple[str, _BatchLoad] | None:
+    """The chain's first batch into a warehouse with no tables yet, its tables built by
+    several sessions at once and moved in by the batch's transaction (``load_build``).
+    None when the warehouse has tables (or the batch is not the chain's first, or a row
+    breaks a key): the batch then loads the usual way."""
+    candidates = sorted(set(batch_ids)) if batch_ids is not None else lake.transformed_batches()
+    if not candidates:
+        return None
+    manifest = lake.processed_manifest(candidates[0])
+    if manifest.previous_batch_id is not None:
+        return None
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        if not is_new_warehouse(cur):
+            return None
+        try:
+            written = build_tables(dsn, lake, manifest)
+        except BuildRefused as refused:
+            logger.info("loading batch %s batch by batch: %s", manifest.batch_id, refused)
+            return None
+        move_in(cur)
+        for statement in warehouse_ddl():  # the registers and views; the tables are in
+            cur.execute(statement)
+        # Every table was empty: no row of it can be absent from the batch.
+        done = _BatchLoad(written=written, deleted=dict.fromkeys(manifest.tables, 0))
+        _record(cur, manifest.batch_id, done.rows, "loaded", None)
+    return manifest.batch_id, done
+
+
+def _report(summary: LoadSummary, batch_id: str, done: _BatchLoad) -> None:
+    summary.loaded_batch_ids.append(batch_id)
+    summary.add(done.rows, summary.rows)
+    summary.add(done.deleted, summary.deleted)
+    for table, count in done.waiting.items():
+        if count:
+            summary.warnings.append(
+                f"{table}: {count} rows of batch {batch_id} wait for their dimension rows"
+                f" ({WAITING_TABLE}); they load as soon as those arrive"
+            )
+    for table, count in done.deleted.items():
+        if count:
+            summary.warnings.append(
+                f"{table}: {count} ids no longer exist in ToteSys (batch {batch_id});"
+                f" marked in {DELETION_TABLE}"
+            )
+
+
+def load_batches(
+    conn: Connection, lake: Lake, batch_ids: list[str] | None = None, *, dsn: str | None = None
+) -> LoadSummary:
     """Load pending batches in order (by default every transformed batch the warehouse does
-    not have, at most MAX_BATCHES_PER_RUN), after recording skipped ones."""
-    ensure_warehouse(conn)
+    not have, at most MAX_BATCHES_PER_RUN), after recording skipped ones. With ``dsn`` (to
+    open more sessions), a new warehouse's first batch is built in parallel."""
     summary = LoadSummary()
+    if dsn is not None and (built := _build_new_warehouse(conn, dsn, lake, batch_ids)):
+        _report(summary, *built)
+    ensure_warehouse(conn)
     summary.skipped_batch_ids = _record_skips(conn, lake)
     if batch_ids is None:
-        batch_ids = pending_batches(conn, lake)[:MAX_BATCHES_PER_RUN]
+        room = MAX_BATCHES_PER_RUN - len(summary.loaded_batch_ids)
+        batch_ids = pending_batches(conn, lake)[:room]
     for batch_id in sorted(set(batch_ids)):
         done = load_batch(conn, lake, batch_id)
-        if done is None:
-            continue
-        summary.loaded_batch_ids.append(batch_id)
-        summary.add(done.rows, summary.rows)
-        summary.add(done.deleted, summary.deleted)
-        for table, count in done.waiting.items():
-            if count:
-                summary.warnings.append(
-                    f"{table}: {count} rows of batch {batch_id} wait for their dimension rows"
-                    f" ({WAITING_TABLE}); they load as soon as those arrive"
-                )
-        for table, count in done.deleted.items():
-            if count:
-                summary.warnings.append(
-                    f"{table}: {count} ids no longer exist in ToteSys (batch {batch_id});"
-                    f" marked in {DELETION_TABLE}"
-                )
+        if done is not None:
+            _report(summary, batch_id, done)
     summary.waiting = _waiting_now(conn)
     return summary
 
@@ -747,11 +729,16 @@ def plan_load(conn: Connection, lake: Lake, batch_ids: list[str] | None = None) 
     return planned[:MAX_PLANNED_PARTS]
 
 
+def _is_new(conn: Connection) -> bool:
+    with conn, conn.cursor() as cur:
+        return is_new_warehouse(cur)
+
+
 def run_stage_part(lake: Lake, warehouse_dsn: str, batch_id: str, table: str, part: int) -> dict:
     """One part of a big batch staged for the merge, in its own call (a Map iteration)."""
     with connect(warehouse_dsn, application_name="totes-load-stage") as conn:
         ensure_warehouse(conn)
-        rows = stage_part(conn, lake, batch_id, table, part, _read_parquet)
+        rows = stage_part(conn, lake, batch_id, table, part)
     return {"batch_id": batch_id, "table": table, "part": part, "staged": rows}
 
 
@@ -767,7 +754,8 @@ def run_load(
 
     With ``fan_out``, if a pending batch is in parts, nothing is loaded: the result lists
     the parts for the state machine's Map to stage, and a later call (without
-    ``fan_out``) merges every batch, each in one transaction, taking what was staged.
+    ``fan_out``) merges every batch, each in one transaction, taking what was staged. Not
+    into a new warehouse: its first batch is built in parallel here (``load_build``).
     """
     if replay_what not in (None, REPLAY_ALL, *WAREHOUSE_TABLE_NAMES):
         raise InvalidInputError(
@@ -775,7 +763,9 @@ def run_load(
             f" got {replay_what!r:.100}"
         )
     with connect(warehouse_dsn, application_name="totes-load") as conn:
-        if fan_out and replay_what is None:
+        # A new warehouse's first batch is built by parallel sessions in this call, faster
+        # than staging it on the Map and merging it here in one transaction.
+        if fan_out and replay_what is None and not _is_new(conn):
             ensure_warehouse(conn)
             if planned := plan_load(conn, lake, batch_ids):
                 return {
@@ -791,7 +781,7 @@ def run_load(
         if replay_what is not None:
             summary = replay(conn, lake, None if replay_what == REPLAY_ALL else replay_what)
         else:
-            summary = load_batches(conn, lake, batch_ids)
+            summary = load_batches(conn, lake, batch_ids, dsn=warehouse_dsn)
     lines = summary.warnings[:MAX_LISTED]
     if len(summary.warnings) > MAX_LISTED:
         lines.append(f"... and {len(summary.warnings) - MAX_LISTED} more")

@@ -26,6 +26,8 @@ from psycopg2.extensions import cursor as Cursor
 from totes.pipeline.warehouse_ddl import (
     foreign_key_clause,
     foreign_key_name,
+    primary_key_column,
+    primary_key_name,
     version_index_ddl,
     version_index_name,
 )
@@ -94,13 +96,14 @@ def _without_foreign_keys(cur: Cursor, keys: list[tuple[WarehouseTable, Column]]
         )
 
 
-def _add_primary_key(cur: Cursor, table: WarehouseTable, column: str) -> None:
+def add_primary_key(cur: Cursor, table: WarehouseTable) -> None:
+    """The table's primary key, built once over the rows it holds (a sort)."""
     cur.execute("SET LOCAL maintenance_work_mem = %s", (INDEX_BUILD_MEMORY,))
     cur.execute(
         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
             sql.Identifier(table.name),
-            sql.Identifier(f"{table.name}_pkey"),
-            sql.Identifier(column),
+            sql.Identifier(primary_key_name(table)),
+            sql.Identifier(primary_key_column(table)),
         )
     )
 
@@ -108,7 +111,7 @@ def _add_primary_key(cur: Cursor, table: WarehouseTable, column: str) -> None:
 def _drop_primary_key(cur: Cursor, table: WarehouseTable) -> None:
     cur.execute(
         sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            sql.Identifier(table.name), sql.Identifier(f"{table.name}_pkey")
+            sql.Identifier(table.name), sql.Identifier(primary_key_name(table))
         )
     )
 
@@ -134,7 +137,7 @@ def indexes_built_in_bulk(cur: Cursor, table: WarehouseTable, empty: bool) -> It
     _drop_primary_key(cur, table)
     cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(version_index_name(table))))
     yield
-    _add_primary_key(cur, table, table.record_id)
+    add_primary_key(cur, table)
     cur.execute(version_index_ddl(table))
 
 
@@ -152,4 +155,4 @@ def primary_key_built_in_bulk(cur: Cursor, table: WarehouseTable) -> Iterator[No
     with _without_foreign_keys(cur, standing_on_it):
         _drop_primary_key(cur, table)
         yield
-        _add_primary_key(cur, table, table.key)
+        add_primary_key(cur, table)

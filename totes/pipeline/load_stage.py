@@ -14,21 +14,17 @@ loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import polars as pl
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from totes.pipeline.copy_payload import COPY_CHUNK_BYTES, copy_payload
-from totes.pipeline.lake import Lake, Part, TableOutput
+from totes.pipeline.lake import Lake, TableOutput
+from totes.pipeline.load_parts import read_parquet
 from totes.schema.warehouse import WarehouseTable, warehouse_table
 
 STAGED_PARTS = "etl_staged_part"
 _BATCH, _PART = "staged_batch", "staged_part"
-
-ReadPart = Callable[[Lake, Part, WarehouseTable], pl.DataFrame]
 
 
 def _staging(table: WarehouseTable) -> sql.Identifier:
@@ -54,19 +50,15 @@ def ensure_staging(cur: Cursor, table: WarehouseTable) -> None:
     )
 
 
-def stage_part(
-    conn: Connection, lake: Lake, batch_id: str, table_name: str, part: int, read: ReadPart
-) -> int:
+def stage_part(conn: Connection, lake: Lake, batch_id: str, table_name: str, part: int) -> int:
     """COPY one part of one table of a batch into its staging table, in one transaction
-    (idempotent: a retried iteration replaces what it staged). ``read`` reads the Parquet
-    with its count checked. Returns the rows staged."""
+    (idempotent: a retried iteration replaces what it staged). Returns the rows staged."""
     table = warehouse_table(table_name)  # the allow-list
     files = lake.processed_manifest(batch_id).tables[table_name].files
     if not 0 <= part < len(files):
         raise ValueError(f"batch {batch_id} has {len(files)} parts of {table_name}, not {part}")
-    payload = copy_payload(
-        read(lake, files[part], table), table, _staging(table), {_BATCH: batch_id, _PART: part}
-    )
+    frame = read_parquet(lake, files[part], table)
+    payload = copy_payload(frame, table, _staging(table), {_BATCH: batch_id, _PART: part})
     with conn, conn.cursor() as cur:
         ensure_staging(cur, table)
         cur.execute(

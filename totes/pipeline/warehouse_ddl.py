@@ -82,16 +82,39 @@ def record_id_cache_ddl(table: WarehouseTable) -> sql.Composable:
     )
 
 
+def primary_key_column(table: WarehouseTable) -> str:
+    """A dimension's id; a fact's record id (a fact keeps every version of an id)."""
+    return table.key if table.kind == "dimension" else table.record_id
+
+
+def primary_key_name(table: WarehouseTable) -> str:
+    """The name PostgreSQL gives the primary key of ``CREATE TABLE``."""
+    return f"{table.name}_pkey"
+
+
+def _columns_ddl(table: WarehouseTable) -> list[sql.Composable]:
+    """The table's columns, without its keys."""
+    columns = [_column_ddl(c) for c in table.columns]
+    if table.kind == "fact":
+        columns.insert(0, sql.SQL("{} serial").format(sql.Identifier(table.record_id)))
+        columns.append(version_hash_ddl(table))
+    columns.append(sql.SQL("batch_id text NOT NULL"))
+    return columns
+
+
+def bare_table_ddl(table: WarehouseTable) -> sql.Composable:
+    """CREATE TABLE with the columns only: no key, index or foreign key yet (a new
+    warehouse's tables are built so, and get them once their rows are in: ``load_build``)."""
+    return sql.SQL("CREATE TABLE {} ({})").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(_columns_ddl(table))
+    )
+
+
 def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
     """CREATE statements (idempotent) for one warehouse table, its keys and indexes."""
     name = sql.Identifier(table.name)
-    columns = [_column_ddl(c) for c in table.columns]
-    if table.kind == "dimension":
-        columns.append(sql.SQL("PRIMARY KEY ({})").format(sql.Identifier(table.key)))
-    else:
-        columns.insert(0, sql.SQL("{} serial PRIMARY KEY").format(sql.Identifier(table.record_id)))
-        columns.append(version_hash_ddl(table))
-    columns.append(sql.SQL("batch_id text NOT NULL"))
+    columns = _columns_ddl(table)
+    columns.append(sql.SQL("PRIMARY KEY ({})").format(sql.Identifier(primary_key_column(table))))
     columns.extend(foreign_key_clause(table, col) for col in table.foreign_keys)
     statements: list[sql.Composable] = [
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(name, sql.SQL(", ").join(columns))

@@ -19,6 +19,8 @@ from totes.contract import read_definition
 from totes.local.embedded_postgres import EmbeddedPostgres
 from totes.local.report import RunReport
 from totes.local.runner import LocalExecutionError, RunSettings, execute_pipeline
+from totes.pipeline.db import connect
+from totes.pipeline.load import ensure_warehouse
 from totes.schema.source import SOURCE_TABLE_NAMES
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
 from totes.totesys.seed import seed_totesys
@@ -281,9 +283,8 @@ def test_a_failure_outside_the_alert_path_is_an_error(
         run(settings, fail_at="extract", definition=broken)
 
 
-def test_a_big_batch_fans_out_on_the_maps_and_loads_the_warehouse(
-    settings: RunSettings, monkeypatch
-) -> None:
+def recorded_calls(monkeypatch) -> list[tuple[str, dict]]:
+    """Every handler call the state machine makes, (stage, event), as it makes them."""
     events: list[tuple[str, dict]] = []
     real = totes.local.invoke.call_handler
 
@@ -292,6 +293,15 @@ def test_a_big_batch_fans_out_on_the_maps_and_loads_the_warehouse(
         return real(stage, event, context)
 
     monkeypatch.setattr(totes.local.invoke, "call_handler", recording)
+    return events
+
+
+def test_a_big_batch_fans_out_on_the_maps_and_loads_the_warehouse(
+    settings: RunSettings, monkeypatch
+) -> None:
+    with connect(settings.warehouse_dsn) as conn:
+        ensure_warehouse(conn)  # a warehouse with tables: a big batch is staged on the Map
+    events = recorded_calls(monkeypatch)
     report = run(settings, stage_settings={"PART_ROWS": "40"})
 
     assert report.status == "SUCCEEDED", report
@@ -322,3 +332,21 @@ def test_a_big_batch_fans_out_on_the_maps_and_loads_the_warehouse(
     warehouse = counts(settings.warehouse_dsn, WAREHOUSE_TABLE_NAMES)
     for fact, source_table in FACTS.items():
         assert warehouse[fact] == source[source_table] > 40  # more than one part each
+
+
+def test_a_new_warehouses_big_first_batch_is_built_in_one_load_call(
+    settings: RunSettings, monkeypatch
+) -> None:
+    events = recorded_calls(monkeypatch)
+    report = run(settings, stage_settings={"PART_ROWS": "40"})
+
+    assert report.status == "SUCCEEDED", report
+    transform_calls = [event for stage, event in events if stage == "transform"]
+    assert len(transform_calls) > 3  # the transform still fans out on its Map
+    load_calls = [event for stage, event in events if stage == "load"]
+    assert load_calls == [{"fan_out": True}]  # no Map: built by parallel sessions (load_build)
+    assert report.load["loaded_batch_ids"] == [report.extract["batch_id"]]
+    source = counts(settings.source_dsn, SOURCE_TABLE_NAMES)
+    warehouse = counts(settings.warehouse_dsn, WAREHOUSE_TABLE_NAMES)
+    for fact, source_table in FACTS.items():
+        assert warehouse[fact] == source[source_table] > 40

@@ -15,12 +15,11 @@ from totes.pipeline.extract import run_extract
 from totes.pipeline.lake import Lake, ProcessedManifest, TableOutput, manifest_key
 from totes.pipeline.load import (
     BrokenChainError,
-    LoadError,
-    ProcessedFileError,
     ensure_warehouse,
     load_batches,
     replay,
 )
+from totes.pipeline.load_parts import LoadError, ProcessedFileError
 from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
 from totes.pipeline.transform import run_transform
 from totes.pipeline.warehouse_ddl import RECORD_ID_CACHE, version_index_ddl
