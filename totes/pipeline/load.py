@@ -19,6 +19,8 @@
   bulk, by dropping and re-adding them in its transaction, and into an empty table builds
   its indexes once instead of row by row (``load_bulk``). That locks the table until the
   batch commits, so readers of that table wait for it; small batches never do this.
+- A new warehouse's first batch (no table exists yet) is built by two sessions at once in
+  a schema of its own and moved in by the batch's transaction (``load_build``).
 - Memory holds a Parquet part or two at a time: each part is COPYed in turn through a
   temporary file (PostgreSQL's binary format for the large tables, CSV for the small named
   dimensions: ``copy_payload``), its row count checked against the manifest.

@@ -61,12 +61,16 @@ BUILD_SCHEMA = "etl_build"
 # where two sessions took the keyed floor's COPY from 12.5 s to 7.7 s.
 BUILD_SESSIONS = 2
 
+# The build schema says it is ours: a schema of that name that does not is never dropped
+# (the build steps aside instead).
+_MARK = "totes: a new warehouse's tables being built by its first load; a load drops it if left"
 # A build left by a load that was stopped (a crash, a timeout): under the load's lock no
 # build is running, so one that exists is stale. Dropped by every ``ensure_warehouse``.
 DROP_STALE_BUILD = only_when(
-    sql.SQL("EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {})").format(
-        sql.Literal(BUILD_SCHEMA)
-    ),
+    sql.SQL(
+        "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {}"
+        " AND obj_description(oid, 'pg_namespace') = {})"
+    ).format(sql.Literal(BUILD_SCHEMA), sql.Literal(_MARK)),
     sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(BUILD_SCHEMA)),
 )
 
@@ -109,7 +113,7 @@ def build_tables(dsn: str, lake: Lake, manifest: ProcessedManifest) -> dict[str,
         _in_sessions(dsn, [partial(_add_foreign_keys_unchecked, facts)], sessions=1)
         _in_sessions(dsn, [partial(_check_foreign_keys, t) for t in facts])
     except psycopg2.Error as exc:  # not OperationalError: connect() raised that as its own
-        _in_sessions(dsn, [_drop_schema], sessions=1)
+        _in_sessions(dsn, [_drop_stale], sessions=1)
         raise BuildRefused(str(exc).strip().splitlines()[0]) from None
     return {table.name: count for table, count in zip(largest_first, written, strict=True)}
 
@@ -131,12 +135,14 @@ def move_in(cur: Cursor) -> None:
 
 
 def _new_schema(cur: Cursor) -> None:
-    _drop_schema(cur)
-    cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(BUILD_SCHEMA)))
+    _drop_stale(cur)
+    schema = sql.Identifier(BUILD_SCHEMA)
+    cur.execute(sql.SQL("CREATE SCHEMA {}").format(schema))  # fails if someone else's exists
+    cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(_MARK)))
 
 
-def _drop_schema(cur: Cursor) -> None:
-    cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(BUILD_SCHEMA)))
+def _drop_stale(cur: Cursor) -> None:
+    cur.execute(DROP_STALE_BUILD)
 
 
 def _fill(lake: Lake, manifest: ProcessedManifest, table: WarehouseTable, cur: Cursor) -> int:

@@ -9,7 +9,7 @@ from psycopg2 import sql
 
 import totes.pipeline.load
 from tests.support.oracle import differences
-from tests.support.sql import one, query
+from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
 from totes.pipeline.extract import ExtractSettings, run_extract
 from totes.pipeline.lake import Lake, ProcessedManifest, manifest_key
@@ -206,15 +206,26 @@ def test_a_build_that_fails_leaves_no_table_and_the_next_load_builds_it(
     assert not has_build_schema(warehouse_dsn)
 
 
-def test_a_build_left_by_a_stopped_load_is_dropped_by_the_next_load(
+def test_a_build_left_by_a_stopped_load_is_dropped_by_the_next_load(lake, warehouse_dsn, tmp_path):
+    (batch_id,) = lake.transformed_batches()
+    lost = lake.processed_manifest(batch_id).tables["fact_payment"].files[-1]
+    (tmp_path / "lake" / "processed" / lost.key).unlink()
+    with connect(warehouse_dsn) as conn, pytest.raises(ProcessedFileError):
+        load_batches(conn, lake, dsn=warehouse_dsn)
+    assert has_build_schema(warehouse_dsn)  # what the stopped build had made
+    with connect(warehouse_dsn) as conn:
+        totes.pipeline.load.ensure_warehouse(conn)  # as every load does first
+    assert not has_build_schema(warehouse_dsn)
+
+
+def test_a_schema_of_the_builds_name_that_is_not_ours_is_never_dropped(
     lake, builds, totesys_dsn, warehouse_dsn
 ):
-    with connect(warehouse_dsn) as conn:
-        totes.pipeline.load.ensure_warehouse(conn)  # a warehouse with tables: no build
-    leftover = sql.SQL("CREATE SCHEMA {schema}; CREATE TABLE {schema}.fact_payment (x int)")
-    with connect(warehouse_dsn) as conn, conn.cursor() as cur:
-        cur.execute(leftover.format(schema=sql.Identifier(BUILD_SCHEMA)))
+    theirs = sql.SQL("CREATE SCHEMA {schema}; CREATE TABLE {schema}.notes (x int)")
+    execute(warehouse_dsn, theirs.format(schema=sql.Identifier(BUILD_SCHEMA)))
     with connect(warehouse_dsn) as conn:
         load_batches(conn, lake, dsn=warehouse_dsn)
-    assert not has_build_schema(warehouse_dsn)
+    assert builds == []  # the build stepped aside: the batch loaded batch by batch
     assert differences(totesys_dsn, warehouse_dsn) == {}
+    notes = sql.SQL("SELECT count(*) FROM {}.notes").format(sql.Identifier(BUILD_SCHEMA))
+    assert one(warehouse_dsn, notes) == 0  # still there
