@@ -14,6 +14,7 @@ def test_bench_measures_each_stage_the_floors_and_the_incremental_runs(pg_server
 
     assert list(results) == [
         "seed",
+        "vacuum",
         "floor, keyed, before",
         "floor, unconstrained, before",
         "initial: extract",
