@@ -30,6 +30,7 @@ from totes.pipeline.remodel import (
     dim_date,
     dim_staff,
     fact,
+    in_order,
     latest_versions,
     needs_state,
     remodel_batch,
@@ -344,3 +345,14 @@ def test_latest_versions_within_a_batch_takes_latest_last_updated():
     latest = latest_versions("department", [frame("department", text)])
     assert rows(latest, "department_id", 4)["location"] == "Leeds"
     assert latest_versions("department", []).is_empty()
+
+
+def test_rows_come_out_in_id_order_then_last_updated_whatever_order_they_came_in():
+    rows = pl.DataFrame(
+        {"id": [3, 1, 3, 2], "last_updated": [9, 5, 4, 7], "v": ["a", "b", "c", "d"]}
+    )
+    ordered = in_order(rows, "id", "last_updated")
+    assert ordered.rows() == [(1, 5, "b"), (2, 7, "d"), (3, 4, "c"), (3, 9, "a")]
+    # Rows already in id order (the extract's CSVs are) come back as they are.
+    one_each = ordered.unique("id", keep="first", maintain_order=True)
+    assert in_order(one_each, "id").equals(one_each)
