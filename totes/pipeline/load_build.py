@@ -76,8 +76,8 @@ DROP_STALE_BUILD = only_when(
 
 # While it is built, autovacuum keeps off a table: each step that alters a table (adding
 # its keys, checking them, moving it in) would otherwise wait for a vacuum of it, up to a
-# second (deadlock_timeout) before PostgreSQL cancels the vacuum: 11.4 s to 16.6 s for the
-# same build. Set back to the server's settings when the table is moved in.
+# second (deadlock_timeout) before PostgreSQL cancels the vacuum (the server's log showed
+# it). Set back to the server's settings when the table is moved in.
 _AUTOVACUUM_OPTIONS = sql.SQL("autovacuum_enabled, toast.autovacuum_enabled")
 _NO_AUTOVACUUM = sql.SQL("autovacuum_enabled = false, toast.autovacuum_enabled = false")
 
@@ -86,7 +86,9 @@ Task = Callable[[Cursor], T]
 
 
 class BuildRefused(Exception):
-    """A row breaks a key: the batch is for the batch-by-batch load, which deals with it."""
+    """The database refused a step of the build (a row that breaks a key, no right to create
+    a schema, a schema of that name that is someone else's): the batch is for the
+    batch-by-batch load, which deals with it."""
 
 
 def is_new_warehouse(cur: Cursor) -> bool:
