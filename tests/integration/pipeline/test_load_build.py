@@ -4,6 +4,8 @@ its one commit, and the usual load whenever the build cannot be used."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from psycopg2 import sql
 
@@ -229,3 +231,23 @@ def test_a_schema_of_the_builds_name_that_is_not_ours_is_never_dropped(
     assert differences(totesys_dsn, warehouse_dsn) == {}
     notes = sql.SQL("SELECT count(*) FROM {}.notes").format(sql.Identifier(BUILD_SCHEMA))
     assert one(warehouse_dsn, notes) == 0  # still there
+
+
+def test_two_loads_at_once_into_a_new_warehouse_load_the_batch_once(
+    lake, builds, totesys_dsn, warehouse_dsn
+):
+    """Overlapping runs: the second waits for the first's lock, then finds the warehouse
+    built and the batch registered."""
+
+    def load() -> list[str]:
+        with connect(warehouse_dsn) as conn:
+            return load_batches(conn, lake, dsn=warehouse_dsn).loaded_batch_ids
+
+    with ThreadPoolExecutor(2) as pool:
+        loaded = [future.result() for future in [pool.submit(load), pool.submit(load)]]
+
+    (batch_id,) = lake.transformed_batches()
+    assert builds == [batch_id]  # built once
+    assert sorted(loaded) == [[], [batch_id]]  # loaded by one of them, not twice
+    assert query(warehouse_dsn, "SELECT batch_id FROM etl_loaded_batch") == [(batch_id,)]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
