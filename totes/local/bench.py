@@ -195,11 +195,15 @@ def _settle(dsn: str) -> None:
     """Write every dirty page and file out now (a CHECKPOINT, then sync), so that no step
     pays for an earlier one's writes: on one laptop disk they would otherwise be flushed
     during whatever runs next."""
+    _outside_a_transaction(dsn, "CHECKPOINT")
+    os.sync()
+
+
+def _outside_a_transaction(dsn: str, statement: str) -> None:
     with connect(dsn) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("CHECKPOINT")
-    os.sync()
+            cur.execute(statement)
 
 
 _VACUUM_NOTE = "the seeded tables settled, as a working ToteSys's are"
@@ -211,10 +215,7 @@ def _vacuum(dsn: str) -> None:
     autovacuum would soon do the same, during whichever step ran then (a floor try took
     24.1 s against 16.8 s for the other in one run). A working ToteSys's tables are
     vacuumed; so the floors and the pipeline all read settled tables."""
-    with connect(dsn) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("VACUUM (ANALYZE)")
+    _outside_a_transaction(dsn, "VACUUM (ANALYZE)")
 
 
 def warm_run(name: str, environment: dict[str, str]) -> list[Measurement]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from functools import partial
 from typing import TypeVar
 
@@ -217,25 +218,11 @@ def _in_sessions(dsn: str, tasks: list[Task[T]], sessions: int = BUILD_SESSIONS)
                     failed.set()
                     raise
 
-    errors: list[BaseException] = []
-    threads = [
-        threading.Thread(target=_collecting(session, errors), name=f"load-build-{n}")
-        for n in range(min(sessions, len(tasks)))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    count = min(sessions, len(tasks))
+    with ThreadPoolExecutor(count, thread_name_prefix="load-build") as pool:
+        running = [pool.submit(session) for _ in range(count)]
+        finished, _ = wait(running, return_when=FIRST_EXCEPTION)
+    for future in (*finished, *running):  # the first to fail, if one did
+        if (error := future.exception()) is not None:
+            raise error
     return [results[index] for index in range(len(tasks))]
-
-
-def _collecting(work: Callable[[], None], errors: list[BaseException]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # raised again by the caller, in its thread
-            errors.append(exc)
-
-    return run
