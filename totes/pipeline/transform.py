@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -315,28 +315,42 @@ class UnitResult:
         return cls(**raw)
 
 
-def _producers(manifest: IngestionManifest) -> dict[str, int]:
+@dataclass(frozen=True)
+class _Plan:
+    """A batch's manifest, its units and how many of them write each warehouse table:
+    worked out once per call, not once per unit (a scale-1000 batch has 1,000 units)."""
+
+    batch_id: str
+    manifest: IngestionManifest
+    units: list[Unit]
+    producers: dict[str, int]
+
+
+def _plan(lake: Lake, batch_id: str) -> _Plan:
+    manifest = lake.ingestion_manifest(batch_id)
+    batch_units = units(manifest)
+    return _Plan(batch_id, manifest, batch_units, _producers(batch_units))
+
+
+def _producers(batch_units: list[Unit]) -> dict[str, int]:
     """How many units may write each warehouse table: a table written by one unit keeps
     the single-file key; otherwise each unit writes its own numbered part."""
-    counts: dict[str, int] = defaultdict(int)
-    for unit in units(manifest):
-        for name in _outputs_of(unit):
-            counts[name] += 1
-    return counts
-
-
-def _outputs_of(unit: Unit) -> list[str]:
-    # Not dim_date: units give its days, and the call that finishes the batch writes it.
-    return [n for n in WAREHOUSE_TABLE_NAMES if warehouse_table(n).source in unit.sources]
+    sources = Counter(source for unit in batch_units for source in unit.sources)
+    # Not dim_date (no source): units give its days, and the call that finishes the batch
+    # writes it.
+    return {n: sources[warehouse_table(n).source] for n in WAREHOUSE_TABLE_NAMES}
 
 
 def transform_unit(lake: Lake, batch_id: str, index: int) -> UnitResult:
     """Remodel one unit of a batch (see ``units``) and write its Parquet parts."""
-    manifest = lake.ingestion_manifest(batch_id)
-    all_units = units(manifest)
-    if not 0 <= index < len(all_units):
-        raise TransformError(f"batch {batch_id} has {len(all_units)} units, not a unit {index}")
-    unit = all_units[index]
+    return _transform_unit(lake, _plan(lake, batch_id), index)
+
+
+def _transform_unit(lake: Lake, plan: _Plan, index: int) -> UnitResult:
+    batch_id, manifest = plan.batch_id, plan.manifest
+    if not 0 <= index < len(plan.units):
+        raise TransformError(f"batch {batch_id} has {len(plan.units)} units, not a unit {index}")
+    unit = plan.units[index]
     batch = _read_unit(lake, manifest, unit)
     state = read_state(lake, batch, needs_state(batch.frames))
     try:
@@ -344,12 +358,11 @@ def transform_unit(lake: Lake, batch_id: str, index: int) -> UnitResult:
     except RemodelError as exc:
         raise RemodelError(f"batch {batch_id}: {exc}") from exc
     result = UnitResult()
-    producers = _producers(manifest)
     for name, frame in remodelled.frames.items():
         if name == "dim_date":
             result.days = frame["date_id"].dt.to_string("%Y-%m-%d").to_list()
         elif frame.height:
-            part = index + 1 if producers[name] > 1 else None
+            part = index + 1 if plan.producers[name] > 1 else None
             key = parquet_key(name, batch_id, part)
             _put_parquet(lake, key, frame)
             result.outputs[name] = Part(key, frame.height)
@@ -482,22 +495,20 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
     check_batch_id(batch_id)
     if lake.processed.exists(manifest_key(batch_id)):
         return lake.processed_manifest(batch_id)
-    all_units = units(lake.ingestion_manifest(batch_id))
+    plan = _plan(lake, batch_id)
     # Two units at a time: much of a unit's work is single-threaded (reading one part,
     # Python between polars calls), so a second one keeps a second core busy.
     with ThreadPoolExecutor(UNITS_AT_ONCE, thread_name_prefix="transform-unit") as pool:
-        futures = {
-            i: pool.submit(_unit_result, lake, batch_id, i) for i in largest_first(all_units)
-        }
-        results = [futures[index].result() for index in range(len(all_units))]
+        futures = {i: pool.submit(_unit_result, lake, plan, i) for i in largest_first(plan.units)}
+        results = [futures[index].result() for index in range(len(plan.units))]
     return finish_batch(lake, batch_id, results)
 
 
-def _unit_result(lake: Lake, batch_id: str, index: int) -> UnitResult:
+def _unit_result(lake: Lake, plan: _Plan, index: int) -> UnitResult:
     try:
-        return UnitResult.from_json(lake.processed.get(unit_result_key(batch_id, index)))
+        return UnitResult.from_json(lake.processed.get(unit_result_key(plan.batch_id, index)))
     except FileNotFoundError:
-        return transform_unit(lake, batch_id, index)
+        return _transform_unit(lake, plan, index)
 
 
 def run_transform_unit(lake: Lake, batch_id: str, index: int) -> dict:

@@ -27,6 +27,7 @@ from totes.pipeline.transform import (
     run_transform,
     run_transform_unit,
     to_parquet,
+    units,
 )
 from totes.schema.source import SOURCE_TABLES
 from totes.schema.warehouse import WAREHOUSE_TABLES
@@ -153,6 +154,28 @@ def test_a_batch_in_many_parts_loads_exactly_as_a_single_part(totesys_dsn, new_d
     assert _warehouse(parted) == _warehouse(whole)
     fact_rows = one(parted, "SELECT count(*) FROM fact_sales_order")
     assert fact_rows == one(totesys_dsn, "SELECT count(*) FROM sales_order")
+
+
+def test_a_batch_of_many_units_reads_its_manifest_once_per_call_not_once_per_unit(
+    totesys_dsn, tmp_path, monkeypatch
+):
+    """Working out a batch's units and who writes what is done once: done per unit, it grew
+    with the square of the units (a scale-1000 batch has a thousand)."""
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    (batch_id,) = lake.extracted_batches()
+    unit_count = len(units(lake.ingestion_manifest(batch_id)))
+    reads = Counter()
+    original = Lake.ingestion_manifest
+
+    def counted(self: Lake, batch: str):
+        reads[batch] += 1
+        return original(self, batch)
+
+    monkeypatch.setattr(Lake, "ingestion_manifest", counted)
+    assert run_transform(lake)["batch_ids"] == [batch_id]
+    assert unit_count > 10
+    assert reads[batch_id] <= 2  # the plan, and the manifest's own summary
 
 
 def test_units_done_in_separate_calls_are_taken_up_by_the_call_that_finishes(
