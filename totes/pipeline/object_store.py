@@ -69,10 +69,11 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._resolved_root = self.root.resolve()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        path = (self._resolved_root / key).resolve()
+        if not path.is_relative_to(self._resolved_root):
             raise ValueError(f"key {key!r} points outside the lake folder {self.root}")
         return path
 
