@@ -89,6 +89,20 @@ class Measurement:
         ).rstrip()
 
 
+# The most disk the bench holds at once (ToteSys, the lake, the warehouse and the floor's
+# copy), per unit of scale: 3.9 GB at scale 100.
+DISK_PER_SCALE = 40 * 1024**2
+
+
+class StageFailed(RuntimeError):
+    """A stage's process failed: its last line is the message, its whole stderr kept."""
+
+    def __init__(self, stage: str, stderr: str) -> None:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        super().__init__(f"{stage} failed: {lines[-1] if lines else 'no output'}")
+        self.stderr = stderr
+
+
 def _child(code: str, args: list[str], environment: dict[str, str]) -> dict:
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(  # noqa: S603 (our interpreter, our code, our batch ids)
@@ -100,7 +114,7 @@ def _child(code: str, args: list[str], environment: dict[str, str]) -> dict:
         stdout, _ = process.communicate()
         if process.returncode:
             errors.seek(0)
-            raise RuntimeError(f"{args[:1]} failed: {errors.read().decode()[-3000:]}")
+            raise StageFailed(args[0], errors.read().decode(errors="replace"))
     return json.loads(stdout.decode().strip().splitlines()[-1])
 
 
@@ -365,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-incremental", action="store_true", help="only the floors and the initial load"
     )
+    parser.add_argument("--verbose", action="store_true", help="a failure's full trace")
     parser.add_argument(
         "--set",
         action="append",
@@ -384,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.getloadavg()[0]:.2f} at the start)",
                 flush=True,
             )
+        if (warning := _disk_warning(workdir, args.scale)) is not None:
+            print(warning, file=sys.stderr, flush=True)
         results = bench(
             server,
             args.scale,
@@ -396,10 +413,28 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report(results, args.scale), indent=1))
         else:
             print(f"  (load average at the end {os.getloadavg()[0]:.2f})")
+    except Exception as exc:
+        if args.verbose:
+            print(getattr(exc, "stderr", ""), file=sys.stderr, end="")
+            raise
+        print(f"bench stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("(run again with --verbose for the full trace)", file=sys.stderr)
+        return 1
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _disk_warning(workdir: Path, scale: float) -> str | None:
+    """A line to print before the bench starts when ``workdir``'s disk looks too small."""
+    free, needed = shutil.disk_usage(workdir).free, scale * DISK_PER_SCALE
+    if free >= needed:
+        return None
+    return (
+        f"warning: {free / 1024**3:.1f} GB free in {workdir.parent}; scale {scale:g} needs"
+        f" about {needed / 1024**3:.1f} GB (TMPDIR chooses the folder)"
+    )
 
 
 if __name__ == "__main__":

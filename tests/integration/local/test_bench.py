@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from totes.local import bench as bench_module
 from totes.local.bench import bench, main
 
 
@@ -62,3 +65,23 @@ def test_bench_command_prints_a_line_per_measurement(capsys):
     out = capsys.readouterr().out
     assert out.startswith("Benchmark at scale 0.01")
     assert "floor, keyed" in out and "initial: pipeline (3 stages)" in out
+
+
+def test_a_failed_stage_stops_the_bench_with_its_last_line_not_a_trace(capsys):
+    assert main(["--scale", "0.01", "--no-incremental", "--set", "PART_ROWS=many"]) == 1
+    err = capsys.readouterr().err
+    assert "bench stopped: StageFailed: extract failed:" in err
+    assert "PART_ROWS must be a whole number, got 'many'" in err
+    assert "Traceback" not in err and "--verbose" in err
+
+
+def test_a_failed_stage_shows_its_trace_with_verbose(capsys):
+    with pytest.raises(bench_module.StageFailed):
+        main(["--scale", "0.01", "--no-incremental", "--set", "PART_ROWS=many", "--verbose"])
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_too_little_disk_for_the_scale_is_said_before_the_bench_starts(tmp_path):
+    assert bench_module._disk_warning(tmp_path, 0.01) is None
+    warning = bench_module._disk_warning(tmp_path, 10**9)
+    assert warning is not None and "scale 1e+09 needs about" in warning
