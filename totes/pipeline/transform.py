@@ -442,9 +442,9 @@ def _calendar(lake: Lake, batch_id: str, results: list[UnitResult]) -> list[Part
     return [Part(key, frame.height)]
 
 
-def finish_batch(lake: Lake, batch_id: str, results: list[UnitResult]) -> ProcessedManifest:
+def _finish_batch(lake: Lake, plan: _Plan, results: list[UnitResult]) -> ProcessedManifest:
     """Write the rows set aside, then the ProcessedManifest LAST, from every unit's result."""
-    manifest_in = lake.ingestion_manifest(batch_id)
+    batch_id, manifest_in = plan.batch_id, plan.manifest
     quarantine, warnings = _set_aside(lake, batch_id, results)
     quarantined: dict[str, set[int]] = defaultdict(set)
     for result in results:
@@ -501,7 +501,7 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
     with ThreadPoolExecutor(UNITS_AT_ONCE, thread_name_prefix="transform-unit") as pool:
         futures = {i: pool.submit(_unit_result, lake, plan, i) for i in largest_first(plan.units)}
         results = [futures[index].result() for index in range(len(plan.units))]
-    return finish_batch(lake, batch_id, results)
+    return _finish_batch(lake, plan, results)
 
 
 def _unit_result(lake: Lake, plan: _Plan, index: int) -> UnitResult:
