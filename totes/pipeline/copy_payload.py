@@ -29,7 +29,7 @@ import nanoarrow
 import polars as pl
 from psycopg2 import sql
 
-from totes.schema.warehouse import TIME_FORMAT, WarehouseTable
+from totes.schema.warehouse import TIME_FORMAT, Column, Kind, WarehouseTable
 
 # PostgreSQL's binary COPY: signature, flags, header extension length; and the end marker.
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -65,18 +65,26 @@ def copy_payload(
     constants: Mapping[str, str | int] | None = None,
     *,
     freeze: bool = False,
+    first_record_id: int | None = None,
 ) -> CopyPayload:
     """The frame's rows (its columns are the table's) for a COPY into ``into``, each row
     followed by ``constants`` (column -> one value for every row, e.g. the batch id).
-    ``freeze``: rows written frozen, for a table created in the COPY's transaction."""
+    ``freeze``: rows written frozen, for a table created in the COPY's transaction.
+    ``first_record_id``: a fact's rows sent with their record ids, counted up from it in
+    the frame's order (a new table's build: its sequence is set after, see ``load_build``)."""
     constants = dict(constants or {})
-    columns = [*table.column_names, *constants]
+    sent = list(table.columns)
+    if first_record_id is not None and table.record_id is not None:
+        sent.insert(0, Column(table.record_id, "integer"))
+        ids = pl.int_range(first_record_id, first_record_id + frame.height, dtype=pl.Int32)
+        frame = frame.select(ids.alias(table.record_id), pl.all())
+    columns = [*(c.name for c in sent), *constants]
     buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
-    layouts = _layouts(frame, table)
+    layouts = _layouts(frame, sent, table.kind)
     if layouts is not None:
         buffer.write(_HEADER)
         for rows in layouts:
-            buffer.write(_binary_rows(rows, table, constants))
+            buffer.write(_binary_rows(rows, sent, constants))
         buffer.write(_TRAILER)
         options = sql.SQL("FORMAT binary")
     else:
@@ -92,21 +100,19 @@ def copy_payload(
     return CopyPayload(statement, buffer, frame.height)
 
 
-def _layouts(frame: pl.DataFrame, table: WarehouseTable) -> list[pl.DataFrame] | None:
+def _layouts(frame: pl.DataFrame, sent: list[Column], kind: Kind) -> list[pl.DataFrame] | None:
     """The frame's rows grouped by layout (in their order within each group), or None when
     the part goes as CSV (see the module's docstring)."""
-    if not all(c.pg_type in _BINARY_TYPES for c in table.columns):
+    if not all(c.pg_type in _BINARY_TYPES for c in sent):
         return None
-    marks = [pl.col(c.name).is_null().alias(f"{c.name} null") for c in table.columns]
+    marks = [pl.col(c.name).is_null().alias(f"{c.name} null") for c in sent]
     marks += [
-        pl.col(c.name).str.len_bytes().alias(f"{c.name} bytes")
-        for c in table.columns
-        if c.pg_type == "text"
+        pl.col(c.name).str.len_bytes().alias(f"{c.name} bytes") for c in sent if c.pg_type == "text"
     ]
     marked = frame.with_columns(marks)
     keys = [m.meta.output_name() for m in marks]
     count = marked.select(pl.struct(keys).n_unique()).item() if frame.height else 1
-    if count > (1 if table.kind == "fact" else MAX_LAYOUTS):
+    if count > (1 if kind == "fact" else MAX_LAYOUTS):
         return None
     if count == 1:
         return [frame]
@@ -174,13 +180,13 @@ def _constant_field(value: str | int) -> bytes:
 
 
 def _binary_rows(
-    frame: pl.DataFrame, table: WarehouseTable, constants: dict[str, str | int]
+    frame: pl.DataFrame, sent: list[Column], constants: dict[str, str | int]
 ) -> bytearray:
     """Rows of one layout in the binary COPY format: a template row repeated, then each
     piece's values copied into every row at once (a strided copy per byte)."""
-    template = bytearray(struct.pack(">h", len(table.columns) + len(constants)))
+    template = bytearray(struct.pack(">h", len(sent) + len(constants)))
     placed: _Pieces = []  # (offset in the row, size, values)
-    for col in table.columns:
+    for col in sent:
         if frame.height and frame[col.name].null_count():  # NULL in every row of the layout
             template += _NULL
             continue

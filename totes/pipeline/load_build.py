@@ -12,7 +12,11 @@ deployment, or one being rebuilt from the lake), they are built in a schema of t
    follow then read them without first stamping each as committed, which took them twice
    as long (a scale-100 build: 4.7 s against 2.4 s). Frozen rows are visible to any
    snapshot, so a reader whose snapshot predates the move-in, and who then reads the new
-   tables, sees the whole batch (not, as without it, none or part of it);
+   tables, sees the whole batch (not, as without it, none or part of it). A fact's rows
+   come with their record ids, 1, 2, ... in the transform's order (the ids its sequence
+   would give), and the sequence is then set past them: the server calls no sequence per
+   row, which took 13% of its CPU in a scale-100 build (six alternating pairs: 97 against
+   85 CPU seconds in all);
 2. then each fact table's foreign keys checked, one fact table per session at a time.
 
 The batch's transaction (``load``) then moves every table into the warehouse's schema
@@ -54,6 +58,7 @@ from totes.pipeline.warehouse_ddl import (
     bare_table_ddl,
     foreign_key_clause,
     foreign_key_name,
+    record_id_sequence,
     version_index_ddl,
 )
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, WAREHOUSE_TABLES, WarehouseTable
@@ -162,11 +167,16 @@ def _fill(lake: Lake, manifest: ProcessedManifest, table: WarehouseTable, cur: C
     cur.execute(sql.SQL("ALTER TABLE {} SET ({})").format(name, _NO_AUTOVACUUM))
     output = manifest.tables.get(table.name)
     written = 0
+    is_fact = table.kind == "fact"
     if output is not None and output.files:
-        written = copy_parts(cur, lake, output, table, name, manifest.batch_id, freeze=True)
+        written = copy_parts(
+            cur, lake, output, table, name, manifest.batch_id, freeze=True, record_ids=is_fact
+        )
     add_primary_key(cur, table)
-    if table.kind == "fact":
+    if is_fact:
         cur.execute(version_index_ddl(table))
+        if written:  # the ids the COPY sent: the sequence goes on after them
+            cur.execute("SELECT setval(%s, %s)", (record_id_sequence(table), written))
     return written
 
 

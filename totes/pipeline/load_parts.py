@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 
 import polars as pl
 from psycopg2 import sql
@@ -58,23 +59,28 @@ def copy_parts(
     batch_id: str | None = None,
     *,
     freeze: bool = False,
+    record_ids: bool = False,
 ) -> int:
     """COPY each Parquet part of the table's rows into ``into`` in turn, each part's count
-    checked; with ``batch_id``, as the rows' batch_id column. The next part is read and
-    encoded while the server takes this one; it goes through a temporary file (Lambda's
-    /tmp), so memory holds a part's frame, not its encoding."""
+    checked; with ``batch_id``, as the rows' batch_id column; with ``record_ids``, a fact's
+    rows numbered 1, 2, ... in the parts' order. The next part is read and encoded while
+    the server takes this one; it goes through a temporary file (Lambda's /tmp), so memory
+    holds a part's frame, not its encoding."""
     constants = {"batch_id": batch_id} if batch_id else {}
+    # Each part's first record id, from the manifest's counts (read_parquet checks them).
+    firsts = list(accumulate((part.rows for part in output.files), initial=1))
 
-    def prepare(part: Part) -> CopyPayload:
-        frame = read_parquet(lake, part, table)
-        return copy_payload(frame, table, into, constants, freeze=freeze)
+    def prepare(index: int) -> CopyPayload:
+        frame = read_parquet(lake, output.files[index], table)
+        first = firsts[index] if record_ids else None
+        return copy_payload(frame, table, into, constants, freeze=freeze, first_record_id=first)
 
     with ThreadPoolExecutor(1, thread_name_prefix="load-read") as reader:
-        upcoming = reader.submit(prepare, output.files[0]) if output.files else None
+        upcoming = reader.submit(prepare, 0) if output.files else None
         for index, part in enumerate(output.files):
             payload = upcoming.result()
             if index + 1 < len(output.files):
-                upcoming = reader.submit(prepare, output.files[index + 1])
+                upcoming = reader.submit(prepare, index + 1)
             with payload.file:
                 cur.copy_expert(payload.statement, payload.file, size=COPY_CHUNK_BYTES)
             if cur.rowcount != payload.rows:  # the last hop's count: what the warehouse got

@@ -5,6 +5,7 @@ its one commit, and the usual load whenever the build cannot be used."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from psycopg2 import sql
@@ -250,4 +251,40 @@ def test_two_loads_at_once_into_a_new_warehouse_load_the_batch_once(
     assert builds == [batch_id]  # built once
     assert sorted(loaded) == [[], [batch_id]]  # loaded by one of them, not twice
     assert query(warehouse_dsn, "SELECT batch_id FROM etl_loaded_batch") == [(batch_id,)]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_the_build_numbers_each_facts_versions_and_the_next_batch_numbers_on(
+    lake, builds, totesys_dsn, warehouse_dsn
+):
+    """The build sends a fact's record ids itself (1, 2, ... in the transform's order, as
+    the sequence would give them), then sets the sequence past them."""
+    with connect(warehouse_dsn) as conn:
+        load_batches(conn, lake, dsn=warehouse_dsn)
+    (first,) = builds
+    for table in (t for t in WAREHOUSE_TABLES if t.kind == "fact"):
+        ids = sql.SQL("SELECT min({id}), max({id}), count(*) FROM {table}").format(
+            id=sql.Identifier(table.record_id), table=sql.Identifier(table.name)
+        )
+        rows = lake.processed_manifest(first).tables[table.name].rows
+        assert query(warehouse_dsn, ids) == [(1, rows, rows)]
+
+    payments = one(warehouse_dsn, "SELECT count(*) FROM fact_payment")
+    latest = one(totesys_dsn, "SELECT max(last_updated) FROM payment")
+    execute(
+        totesys_dsn,
+        "UPDATE payment SET paid = NOT paid, last_updated = %s"
+        " WHERE payment_id = (SELECT min(payment_id) FROM payment)",
+        (latest + timedelta(minutes=1),),
+    )
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    run_transform(lake)
+    with connect(warehouse_dsn) as conn:
+        summary = load_batches(conn, lake, dsn=warehouse_dsn)
+
+    assert builds == [first]  # the second batch loaded batch by batch
+    assert summary.rows["fact_payment"] == 1
+    new = "SELECT payment_record_id FROM fact_payment WHERE batch_id <> %s"
+    (record_id,) = (row[0] for row in query(warehouse_dsn, new, (first,)))
+    assert record_id > payments
     assert differences(totesys_dsn, warehouse_dsn) == {}
