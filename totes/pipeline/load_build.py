@@ -51,7 +51,7 @@ from psycopg2.extensions import cursor as Cursor
 from totes.pipeline.db import connect
 from totes.pipeline.guarded_ddl import only_when
 from totes.pipeline.lake import Lake, ProcessedManifest
-from totes.pipeline.load_bulk import add_primary_key
+from totes.pipeline.load_bulk import add_primary_key, use_bulk_step_memory
 from totes.pipeline.load_parts import LoadError, copy_parts
 from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
 from totes.pipeline.warehouse_ddl import (
@@ -195,6 +195,7 @@ def _add_foreign_keys_unchecked(facts: list[WarehouseTable], cur: Cursor) -> Non
 
 def _check_foreign_keys(table: WarehouseTable, cur: Cursor) -> None:
     """Every row of the fact checked against its dimensions, a key at a time (a join)."""
+    use_bulk_step_memory(cur)
     for col in table.foreign_keys:
         cur.execute(
             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
