@@ -200,3 +200,41 @@ def test_a_null_in_a_not_null_column_is_refused_by_the_server_not_written_as_zer
             payload = _payload(with_null, table, "payments")
             with payload.file, pytest.raises(psycopg2.errors.NotNullViolation, match="amount"):
                 cur.copy_expert(payload.statement, payload.file)
+
+
+def _purchase_orders() -> pl.DataFrame:
+    """Two purchase orders whose item codes differ in length: a fact part of two layouts."""
+    value = {"integer": 7, "date": date(2024, 5, 6), "time(3)": "08:09:10.011",
+             "numeric(10,2)": Decimal("3.50"), "boolean": True, "text": "x"}  # fmt: skip
+    table = warehouse_table("fact_purchase_order")
+    columns = {c.name: [value[c.pg_type]] * 2 for c in table.columns}
+    columns[table.key] = [1, 2]
+    columns["item_code"] = ["ABCDEFG", "ABC"]
+    return pl.DataFrame(columns, schema=table.polars_schema)
+
+
+@pytest.mark.parametrize(
+    ("frame", "name", "binary"),
+    [(PAYMENTS, "fact_payment", True), (_purchase_orders(), "fact_purchase_order", False)],
+)
+def test_a_facts_rows_can_carry_their_record_ids_counted_up_in_order(
+    warehouse_dsn, frame, name, binary
+):
+    """As a new warehouse's build sends them (``load_build``), in binary and in CSV."""
+    table = warehouse_table(name)
+    with connect(warehouse_dsn) as conn:
+        ensure_warehouse(conn)
+        with conn, conn.cursor() as cur:
+            numbered = sql.SQL("CREATE TABLE numbered (LIKE {} INCLUDING ALL)")
+            cur.execute(numbered.format(sql.Identifier(name)))
+            payload = copy_payload(
+                frame, table, sql.Identifier("numbered"), {"batch_id": "b1"}, first_record_id=41
+            )
+            assert _is_binary(payload) == binary
+            with payload.file:
+                cur.copy_expert(payload.statement, payload.file)
+    ids = sql.SQL("SELECT {}, {} FROM numbered ORDER BY 1").format(
+        sql.Identifier(table.record_id), sql.Identifier(table.key)
+    )
+    keys = frame[table.key].to_list()
+    assert query(warehouse_dsn, ids) == [(41 + n, key) for n, key in enumerate(keys)]
