@@ -169,9 +169,13 @@ def _fill(lake: Lake, manifest: ProcessedManifest, table: WarehouseTable, cur: C
     written = 0
     is_fact = table.kind == "fact"
     if output is not None and output.files:
-        written = copy_parts(
-            cur, lake, output, table, name, manifest.batch_id, freeze=True, record_ids=is_fact
-        )
+        # Every row's batch id is the column's default while the COPY runs, not sent per
+        # row: a sixth less to send and parse (1.58 M payments: 232 MB against 191 MB), 8%
+        # less of the server's CPU in a scale-100 build (five alternating pairs).
+        batch = sql.Literal(manifest.batch_id)
+        cur.execute(sql.SQL("ALTER TABLE {} ALTER batch_id SET DEFAULT {}").format(name, batch))
+        written = copy_parts(cur, lake, output, table, name, freeze=True, record_ids=is_fact)
+        cur.execute(sql.SQL("ALTER TABLE {} ALTER batch_id DROP DEFAULT").format(name))
     add_primary_key(cur, table)
     if is_fact:
         cur.execute(version_index_ddl(table))
