@@ -181,7 +181,9 @@ class Rejection:
     """One bad value of a source row: the row is set aside (quarantined), not delivered."""
 
     table: str
-    row: int | None  # 1-based data row of the CSV (records, not lines); None: not in the file
+    # 1-based data row of the CSV (records, not lines), counted on across a table's parts
+    # when the transform reads them as one; None: not in the file.
+    row: int | None
     id: int | None  # the row's primary key, when that itself is readable
     column: str
     value: str | None

@@ -18,7 +18,8 @@ import json
 import logging
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from itertools import accumulate
 
 import polars as pl
 
@@ -77,7 +78,25 @@ class _Batch:
 
     manifest: IngestionManifest
     reads: dict[str, CsvRows] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)  # table -> the file read (messages)
+    # table -> each file read and the rows before it (a table read whole from several
+    # files numbers its rows across them): to name a row's file and its row there.
+    files: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def add(self, table: str, read: CsvRows, parts: list[Part]) -> None:
+        """``read``: the rows of ``parts``, numbered across them (``_read_whole``)."""
+        self.reads[table] = read
+        self.files[table] = list(zip((p.key for p in parts), _rows_before(parts), strict=True))
+
+    def where(self, table: str, row: int | None) -> tuple[str | None, int | None]:
+        """The file a row of the batch is in (None: the table has no file here), and its
+        row in that file."""
+        files = self.files.get(table)
+        if not files:
+            return None, row
+        if row is None:
+            return files[0][0], None
+        key, before = next((k, b) for k, b in reversed(files) if b < row)
+        return key, row - before
 
     @property
     def frames(self) -> dict[str, pl.DataFrame]:
@@ -106,11 +125,29 @@ def _read_part(lake: Lake, table: str, part: Part) -> CsvRows:
     return read
 
 
+def _counted_on(read: CsvRows, before: int) -> CsvRows:
+    """``read``'s rows numbered on from ``before`` (a later file of the same table)."""
+    if not before:
+        return read
+    return CsvRows(
+        read.frame,
+        read.rows + before,
+        [replace(r, row=r.row + before if r.row is not None else None) for r in read.rejections],
+        read.rejected_text.with_columns(pl.col("_row") + before),
+    )
+
+
+def _rows_before(parts: list[Part]) -> list[int]:
+    return list(accumulate((part.rows for part in parts[:-1]), initial=0))
+
+
 def _read_whole(lake: Lake, table: str, parts: list[Part]) -> CsvRows:
-    """Every part of a table as one (the small tables the remodel needs whole)."""
+    """Every part of a table as one (the small tables the remodel needs whole), its rows
+    numbered across the parts in order, as if they were one file."""
     reads = [_read_part(lake, table, part) for part in parts]
     if len(reads) == 1:
         return reads[0]
+    reads = [_counted_on(r, before) for r, before in zip(reads, _rows_before(parts), strict=True)]
     return CsvRows(
         pl.concat([r.frame for r in reads]),
         pl.concat([r.rows for r in reads]),
@@ -172,8 +209,7 @@ def read_batch(lake: Lake, batch_id: str) -> _Batch:
         source_table(table)
         if extract.key is None:
             continue
-        batch.reads[table] = _read_whole(lake, table, extract.files)
-        batch.keys[table] = extract.key
+        batch.add(table, _read_whole(lake, table, extract.files), extract.files)
     return batch
 
 
@@ -181,36 +217,47 @@ def _read_unit(lake: Lake, manifest: IngestionManifest, unit: Unit) -> _Batch:
     batch = _Batch(manifest)
     if unit.part is not None:
         table, part = unit.part
-        batch.reads[table] = _read_part(lake, table, part)
-        batch.keys[table] = part.key
+        batch.add(table, _read_part(lake, table, part), [part])
     for table in unit.tables:
         extract = manifest.tables[table]
-        batch.reads[table] = _read_whole(lake, table, extract.files)
-        batch.keys[table] = extract.key
+        batch.add(table, _read_whole(lake, table, extract.files), extract.files)
     return batch
 
 
-def read_state(lake: Lake, batch: _Batch, tables: list[str]) -> dict[str, pl.DataFrame]:
+@dataclass
+class _State:
+    """The full state of some source tables, and the ids each full copy read from an
+    earlier batch set aside: those rows exist in ToteSys but are not in the state."""
+
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)
+    held_back: dict[str, tuple[str, list[int]]] = field(default_factory=dict)  # (batch, ids)
+
+
+def read_state(lake: Lake, batch: _Batch, tables: list[str]) -> _State:
     """The full state of ``tables`` as of the batch: each table's latest full copy, which
     the manifest points to (the extract writes these tables whole whenever they change)."""
-    state: dict[str, pl.DataFrame] = {}
+    state = _State()
     for table in tables:
         extract = batch.manifest.tables.get(table)
         if extract is None or extract.watermark is None:  # never had a row
-            state[table] = empty_source(table)
+            state.frames[table] = empty_source(table)
         elif extract.full_copy == batch.manifest.batch_id:
-            state[table] = batch.reads[table].frame
+            state.frames[table] = batch.reads[table].frame  # its set-aside rows: this batch's
         elif extract.full_copy is None:
             raise ChainBrokenError(
                 f"batch {batch.manifest.batch_id}: no full copy of {table} is recorded; "
                 "the lake's chain of batches is broken"
             )
         else:
-            state[table] = _full_copy(lake, table, extract.full_copy, batch.manifest.batch_id)
+            read = _full_copy(lake, table, extract.full_copy, batch.manifest.batch_id)
+            state.frames[table] = read.frame
+            # Reported with that batch; still ids the batch's dimension must not lose.
+            if ids := sorted({r.id for r in read.rejections if r.id is not None}):
+                state.held_back[table] = (extract.full_copy, ids)
     return state
 
 
-def _full_copy(lake: Lake, table: str, copy_batch: str, batch_id: str) -> pl.DataFrame:
+def _full_copy(lake: Lake, table: str, copy_batch: str, batch_id: str) -> CsvRows:
     try:
         holder = lake.ingestion_manifest(copy_batch).tables[table]
     except (LakeError, KeyError):
@@ -223,8 +270,7 @@ def _full_copy(lake: Lake, table: str, copy_batch: str, batch_id: str) -> pl.Dat
             f"batch {batch_id}: batch {copy_batch} holds no full copy of {table}, "
             "although later manifests say it does"
         )
-    # Rows it set aside were reported with that batch; they are not part of the state.
-    return _read_whole(lake, table, holder.files).frame
+    return _read_whole(lake, table, holder.files)
 
 
 def to_parquet(frame: pl.DataFrame) -> bytes:
@@ -284,10 +330,12 @@ def _quarantine_frame(batch: _Batch, table: str, rejections: list[Rejection]) ->
     return reasons.join(rows, left_on="row", right_on="_row", how="left")
 
 
-def _describe(rejection: Rejection, where: str) -> str:
-    row = f"row {rejection.row}" if rejection.row is not None else "current state"
+def _describe(lake: Lake, batch: _Batch, rejection: Rejection) -> str:
+    key, row = batch.where(rejection.table, rejection.row)
+    where = lake.ingestion.location(key) if key else "state"
+    at = f"row {row}" if row is not None else "current state"
     return (
-        f"{rejection.table} ({where}) {row}, id {rejection.id}: column {rejection.column} = "
+        f"{rejection.table} ({where}) {at}, id {rejection.id}: column {rejection.column} = "
         f"{rejection.value!r}: {rejection.reason}"
     )
 
@@ -303,6 +351,7 @@ class UnitResult:
     quarantined_ids: dict[str, list[int]] = field(default_factory=dict)
     lines: dict[str, list[str]] = field(default_factory=dict)  # source table -> messages
     days: list[str] = field(default_factory=list)  # yyyy-mm-dd its facts reference (dim_date)
+    notes: list[str] = field(default_factory=list)  # warnings beyond the rows set aside
 
     def to_json(self) -> bytes:
         raw = asdict(self)
@@ -354,7 +403,7 @@ def _transform_unit(lake: Lake, plan: _Plan, index: int) -> UnitResult:
     batch = _read_unit(lake, manifest, unit)
     state = read_state(lake, batch, needs_state(batch.frames))
     try:
-        remodelled = remodel_batch(batch.frames, state)
+        remodelled = remodel_batch(batch.frames, state.frames)
     except RemodelError as exc:
         raise RemodelError(f"batch {batch_id}: {exc}") from exc
     result = UnitResult()
@@ -379,10 +428,19 @@ def _transform_unit(lake: Lake, plan: _Plan, index: int) -> UnitResult:
             {r.row if r.row is not None else ("id", r.id) for r in found}
         )
         result.quarantined_ids[table] = sorted({r.id for r in found if r.id is not None})
-        key = batch.keys.get(table)
-        where = lake.ingestion.location(key) if key else "state"
-        result.lines[table] = [f"  {_describe(r, where)}" for r in found]
+        result.lines[table] = [f"  {_describe(lake, batch, r)}" for r in found]
+    for table, (copy_batch, ids) in state.held_back.items():
+        result.quarantined_ids[table] = sorted({*result.quarantined_ids.get(table, []), *ids})
+        result.notes.append(_held_back_note(table, copy_batch, ids))
     return result
+
+
+def _held_back_note(table: str, copy_batch: str, ids: list[int]) -> str:
+    listed = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return (
+        f"{table}: {len(ids)} rows set aside in batch {copy_batch}'s full copy (ids {listed}) "
+        "are still left out of what is built from it; the warehouse keeps them as they were"
+    )
 
 
 def _set_aside(
@@ -446,6 +504,7 @@ def _finish_batch(lake: Lake, plan: _Plan, results: list[UnitResult]) -> Process
     """Write the rows set aside, then the ProcessedManifest LAST, from every unit's result."""
     batch_id, manifest_in = plan.batch_id, plan.manifest
     quarantine, warnings = _set_aside(lake, batch_id, results)
+    warnings += dict.fromkeys(note for result in results for note in result.notes)
     quarantined: dict[str, set[int]] = defaultdict(set)
     for result in results:
         for table, ids in result.quarantined_ids.items():
