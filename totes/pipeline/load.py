@@ -578,14 +578,16 @@ def _build_new_warehouse(
 ) -> tuple[str, _BatchLoad] | None:
     """The chain's first batch into a warehouse with no tables yet, its tables built by
     several sessions at once and moved in by the batch's transaction (``load_build``).
-    None when the warehouse has tables (or the batch is not the chain's first, or a row
-    breaks a key): the batch then loads the usual way."""
+    None when the warehouse has tables (or the batch is not the chain's first, or was
+    skipped, or a row breaks a key): the batch then loads the usual way."""
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
         if not is_new_warehouse(cur):  # nearly always: then the lake is not even read
             return None
         candidates = sorted(set(batch_ids)) if batch_ids is not None else lake.transformed_batches()
         if not candidates:
+            return None
+        if candidates[0] in lake.skipped():  # recorded as skipped the usual way, never built
             return None
         manifest = lake.processed_manifest(candidates[0])
         if manifest.previous_batch_id is not None:

@@ -209,6 +209,28 @@ def test_a_build_that_fails_leaves_no_table_and_the_next_load_builds_it(
     assert not has_build_schema(warehouse_dsn)
 
 
+def test_a_first_batch_an_operator_skipped_is_never_built(
+    lake, builds, totesys_dsn, warehouse_dsn, tmp_path
+):
+    """The runbook's recovery from a damaged batch: skip it; the next extract delivers its
+    rows again. A new warehouse must then start from that batch, not build the skipped one."""
+    (skipped,) = lake.transformed_batches()
+    lost = lake.processed_manifest(skipped).tables["fact_sales_order"].files[-1]
+    (tmp_path / "lake" / "processed" / lost.key).unlink()
+    with connect(warehouse_dsn) as conn, pytest.raises(ProcessedFileError):
+        load_batches(conn, lake, dsn=warehouse_dsn)
+
+    lake.record_skip(skipped, "a Parquet part is missing", by="test", at="2022-11-04T00:00:00")
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    (again,) = run_transform(lake)["batch_ids"]
+    with connect(warehouse_dsn) as conn:
+        summary = load_batches(conn, lake, dsn=warehouse_dsn)
+
+    assert builds == []
+    assert summary.skipped_batch_ids == [skipped] and summary.loaded_batch_ids == [again]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
 def test_a_build_left_by_a_stopped_load_is_dropped_by_the_next_load(lake, warehouse_dsn, tmp_path):
     (batch_id,) = lake.transformed_batches()
     lost = lake.processed_manifest(batch_id).tables["fact_payment"].files[-1]
