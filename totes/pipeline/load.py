@@ -307,8 +307,8 @@ def _mark_deletions(
     batch_id: str,
 ) -> int:
     """Ids the batch holds completely (its snapshot) but without a row are marked deleted;
-    ids it has rows for are unmarked. Rows set aside (quarantined) or waiting for their
-    dimension rows exist: never deleted."""
+    ids it has rows for are unmarked. Rows it set aside (quarantined) or that wait for
+    their dimension rows exist: never deleted."""
     if table.source is None:  # dim_date: generated, not a copy of source rows
         return 0
     key, register = sql.Identifier(table.key), sql.Identifier(DELETION_TABLE)
@@ -324,9 +324,12 @@ def _mark_deletions(
         absent = sql.SQL("NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{})").format(
             staging, key, key
         )
-    # A row waiting for its dimension row exists too.
+    # A row of this batch waiting for its dimension row exists too. Not an earlier batch's:
+    # an id the source has is in this batch's snapshot, so one with only an older version
+    # waiting is gone from the source.
     absent = sql.SQL(
-        "{} AND NOT EXISTS (SELECT 1 FROM {} w WHERE w.table_name = {} AND w.id = t.{})"
+        "{} AND NOT EXISTS (SELECT 1 FROM {} w WHERE w.table_name = {} AND w.id = t.{}"
+        " AND w.batch_id = %s)"
     ).format(absent, sql.Identifier(WAITING_TABLE), sql.Literal(table.name), key)
     snapshot = output.snapshot
     if snapshot is None:
@@ -341,7 +344,7 @@ def _mark_deletions(
             " ON t.{key} >= b.bucket * %s AND t.{key} < (b.bucket + 1) * %s"
         ).format(sql.Identifier(table.name), key=key)
         params += [list(snapshot.buckets), snapshot.width, snapshot.width]
-    params += [output.quarantined_ids, table.name]
+    params += [batch_id, output.quarantined_ids, table.name]
     cur.execute(
         sql.SQL(
             "INSERT INTO {register} (table_name, id, batch_id)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import polars as pl
 import psycopg2
 import pytest
@@ -12,7 +14,7 @@ from tests.support.oracle import differences, rows
 from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
 from totes.pipeline.extract import run_extract
-from totes.pipeline.lake import Lake, ProcessedManifest, TableOutput, manifest_key
+from totes.pipeline.lake import Lake, ProcessedManifest, Snapshot, TableOutput, manifest_key
 from totes.pipeline.load import (
     BrokenChainError,
     ensure_warehouse,
@@ -21,7 +23,7 @@ from totes.pipeline.load import (
 )
 from totes.pipeline.load_parts import LoadError, ProcessedFileError
 from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
-from totes.pipeline.transform import run_transform
+from totes.pipeline.transform import run_transform, to_parquet
 from totes.pipeline.warehouse_ddl import RECORD_ID_CACHE, version_index_ddl
 from totes.pipeline.warehouse_views import VIEW_NAMES, current_view_name
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, WAREHOUSE_TABLES
@@ -143,6 +145,49 @@ def test_a_fact_without_its_dimension_row_waits_for_it_and_loads_when_it_comes(
     assert summary.loaded_batch_ids == [later] and summary.waiting == {}
     assert summary.rows["fact_payment"] == payments
     assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_an_id_gone_from_the_source_is_marked_deleted_though_an_old_version_waits(
+    key_checks, transformed, warehouse_dsn, tmp_path
+):
+    lake, batch_id = transformed
+    manifest = lake.processed_manifest(batch_id)
+    late = Lake.from_uri(str(tmp_path / "late"))
+
+    def frame(name: str) -> pl.DataFrame:
+        return pl.read_parquet(io.BytesIO(lake.processed.get(manifest.tables[name].key)))
+
+    def put(batch: str, frames: dict[str, pl.DataFrame], previous: str | None, **snapshots):
+        tables = {}
+        for name, table_rows in frames.items():
+            key = f"{name}/{batch}.parquet"
+            late.processed.put_new(key, to_parquet(table_rows))
+            tables[name] = TableOutput(table_rows.height, key, snapshot=snapshots.get(name))
+        doc = ProcessedManifest(batch, tables, previous_batch_id=previous)
+        late.processed.put_new(manifest_key(batch), doc.to_json())
+
+    payments = frame("fact_payment")
+    gone = payments["payment_id"][0]
+    # Batch 1 as transformed; in batch 2 payment `gone` moves to a transaction the warehouse
+    # does not have yet, so that version waits for it.
+    put(batch_id, {n: frame(n) for n, o in manifest.tables.items() if o.key}, None)
+    moved = payments.head(1).with_columns(
+        transaction_id=pl.col("transaction_id") + 1_000_000, last_updated_time=pl.lit("23:59:59")
+    )
+    second, third = "20991230T000000000000Z", "20991231T000000000000Z"
+    put(second, {"fact_payment": moved}, batch_id)
+    # Batch 3, a full copy of payments: `gone` is deleted in ToteSys (its transaction never
+    # comes). Only the old version waits: the id must be marked deleted.
+    put(third, {"fact_payment": payments.slice(1)}, second, fact_payment=Snapshot(1, None))
+    with connect(warehouse_dsn) as conn:
+        load_batches(conn, late, [batch_id])
+        assert load_batches(conn, late, [second]).waiting == {"fact_payment": 1}
+        summary = load_batches(conn, late, [third])
+
+    assert summary.deleted == {"fact_payment": 1}
+    assert query(warehouse_dsn, f"SELECT table_name, id FROM {DELETION_TABLE}") == [
+        ("fact_payment", gone)
+    ]
 
 
 def test_a_parquet_file_with_fewer_rows_than_its_manifest_stops_the_batch(
