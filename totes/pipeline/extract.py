@@ -179,6 +179,15 @@ def _row_hash(table: SourceTable) -> sql.Composable:
     )
 
 
+def _bucket(table: SourceTable) -> sql.Composable:
+    """A row's bucket, ``id // BUCKET_WIDTH`` rounded down as the load and ``Snapshot`` count
+    them: PostgreSQL's integer division rounds toward zero, which would put ids -99 to 99
+    in one bucket."""
+    return sql.SQL("CASE WHEN {pk} >= 0 THEN {pk} / {w} ELSE ({pk} + 1) / {w} - 1 END").format(
+        pk=sql.Identifier(table.primary_key), w=sql.Literal(BUCKET_WIDTH)
+    )
+
+
 def _selection(
     table: SourceTable, ids: list[int] | None, buckets: list[int] | None
 ) -> sql.Composable:
@@ -187,11 +196,11 @@ def _selection(
     if ids is None:
         return sql.SQL("")
     return sql.SQL(
-        " WHERE ({pk} = ANY({ids}::integer[]) OR {pk} / {width} = ANY({b}::integer[]))"
+        " WHERE ({pk} = ANY({ids}::integer[]) OR {bucket} = ANY({b}::integer[]))"
     ).format(
         pk=sql.Identifier(table.primary_key),
         ids=sql.Literal(ids),
-        width=sql.Literal(BUCKET_WIDTH),
+        bucket=_bucket(table),
         b=sql.Literal(buckets or []),
     )
 
@@ -387,13 +396,13 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
         "COPY (SELECT bucket, count(*), sum(row_hash), min(id), max(id),"
         " to_char(max(last_updated), {fmt}),"
         " count(*) FILTER (WHERE last_updated > {now}::timestamp)"
-        " FROM (SELECT {pk} / {width} AS bucket,"
+        " FROM (SELECT {bucket} AS bucket,"
         " hash_record_extended(ROW({columns}), 0) AS row_hash, {pk} AS id, last_updated"
         " FROM {t} OFFSET 0) AS hashed"
         " GROUP BY bucket ORDER BY bucket) TO STDOUT"
     ).format(
         pk=pk,
-        width=sql.Literal(BUCKET_WIDTH),
+        bucket=_bucket(table),
         columns=columns,
         fmt=sql.Literal(_TS_FORMAT),
         now=sql.Literal(now),  # COPY takes no parameters; a literal, never text

@@ -341,7 +341,7 @@ def _mark_deletions(
         # the whole table (a reconciled bucket or two in a table of millions of rows).
         in_snapshot = sql.SQL(
             "unnest(%s::integer[]) AS b(bucket) JOIN {} t"
-            " ON t.{key} >= b.bucket * %s AND t.{key} < (b.bucket + 1) * %s"
+            " ON t.{key} >= b.bucket::bigint * %s AND t.{key} < (b.bucket::bigint + 1) * %s"
         ).format(sql.Identifier(table.name), key=key)
         params += [list(snapshot.buckets), snapshot.width, snapshot.width]
     params += [batch_id, output.quarantined_ids, table.name]

@@ -214,6 +214,34 @@ def test_a_late_commit_with_an_older_timestamp_is_not_lost(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+def test_silent_edits_and_deletions_at_the_ends_of_the_id_range_reach_the_warehouse(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """Buckets are ids // 100 rounded down everywhere (PostgreSQL's own division rounds
+    toward zero): -150 is in bucket -2, -5 in bucket -1; the last bucket's end is past
+    the integers."""
+    top = 2**31 - 1
+    stamp = source_now(totesys_dsn)
+    for design_id in (-5, -150, top):
+        execute(
+            totesys_dsn,
+            "INSERT INTO design (design_id, created_at, design_name, file_location, file_name,"
+            " last_updated) VALUES (%s, %s, 'Edge', '/e', 'e.json', %s)",
+            (design_id, stamp, stamp),
+        )
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    execute(totesys_dsn, "UPDATE design SET file_location = '/silent' WHERE design_id = -150")
+    execute(totesys_dsn, "DELETE FROM design WHERE design_id IN (-5, %s)", (top,))
+
+    second = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+
+    assert folder_lake.ingestion_manifest(second["extract"]["batch_id"]).tables[
+        "design"
+    ].snapshot.buckets == (-2, -1, top // 100)
+    assert second["load"]["deleted"] == {"dim_design": 2}
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
 def test_running_each_stage_twice_changes_nothing(
     folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
 ):
