@@ -640,10 +640,12 @@ def _extract_table(
 
     changed: list[int] = []
     stored: BucketChecksums | None = None
+    delivered = {*before.delivered_buckets, *(pk // BUCKET_WIDTH for pk in new_ids)}
     if _reconcile_due(writer.settings, base, baseline, now):
         source = surveyor.survey(table).checksums
-        changed = source.changed_since(base.checksums(table.name))
+        changed = sorted({*source.changed_since(base.checksums(table.name)), *delivered})
         stored = source if changed or checksums_key is None else None
+        delivered = set()  # every bucket delivered into is re-read now
 
     if table.name in FULL_COPY_TABLES and (new_ids or changed or full_copy is None):
         run = _full_copy(
@@ -652,6 +654,7 @@ def _extract_table(
             reconciled_rows=baseline.reconciled_rows if baseline else None,
         )  # fmt: skip
         run.extract.changed_rows = len(new_ids)
+        run.extract.delivered_buckets = sorted(delivered)
         return run
     extract = TableExtract(
         rows=0,
@@ -662,6 +665,7 @@ def _extract_table(
         snapshot=Snapshot(BUCKET_WIDTH, tuple(changed)) if changed else None,
         checksums=checksums_key,
         reconciled_rows=baseline.reconciled_rows if baseline else None,
+        delivered_buckets=sorted(delivered),
         full_copy=full_copy,
     )
     run = _TableRun(extract=extract, recent=recent, checksums=stored)

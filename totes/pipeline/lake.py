@@ -200,6 +200,10 @@ class TableExtract(_TableFiles):
     # forward from batch to batch: the key of the checksum file, or None before the first.
     checksums: str | None = None
     reconciled_rows: int | None = None  # the table's rows at that pass (sets its cadence)
+    # Buckets of rows found by their last_updated since those checksums were taken, carried
+    # forward until the next pass, which re-reads them too: a row inserted and deleted
+    # again in between leaves its bucket's checksum as it was, but the warehouse has it.
+    delivered_buckets: list[int] = field(default_factory=list)
     # The batch whose CSV is the latest full copy of the table (tables the transform needs
     # whole), carried forward like ``checksums``.
     full_copy: str | None = None

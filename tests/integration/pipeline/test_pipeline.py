@@ -13,7 +13,7 @@ from psycopg2 import sql
 
 from tests.support.oracle import differences, rows
 from tests.support.sql import execute, query
-from totes.pipeline.extract import run_extract
+from totes.pipeline.extract import ExtractSettings, run_extract
 from totes.pipeline.lake import Lake
 from totes.pipeline.load import run_load
 from totes.pipeline.object_store import S3Store
@@ -239,6 +239,38 @@ def test_silent_edits_and_deletions_at_the_ends_of_the_id_range_reach_the_wareho
         "design"
     ].snapshot.buckets == (-2, -1, top // 100)
     assert second["load"]["deleted"] == {"dim_design": 2}
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_a_row_inserted_and_deleted_between_two_passes_is_marked_deleted(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """A big table is reconciled now and then: in between, a new row reaches the warehouse
+    by its last_updated and is deleted again, leaving its bucket as the last pass saw it."""
+    not_due = ExtractSettings(reconcile_interval=timedelta(days=1), every_run_rows=0)
+
+    def run(settings: ExtractSettings | None = None) -> dict:
+        extracted = run_extract(folder_lake, totesys_dsn, settings)
+        run_transform(folder_lake)
+        return {"extract": extracted, "load": run_load(folder_lake, warehouse_dsn)}
+
+    run()
+    stamp = source_now(totesys_dsn)
+    execute(
+        totesys_dsn,
+        "INSERT INTO design (design_id, created_at, design_name, file_location, file_name,"
+        " last_updated) VALUES (100000, %s, 'Brief', '/b', 'b.json', %s)",
+        (stamp, stamp),
+    )
+    second = run(not_due)["extract"]
+    assert second["changed"] == {"design": 1}
+    delivered = folder_lake.ingestion_manifest(second["batch_id"]).tables["design"]
+    assert delivered.snapshot is None and delivered.delivered_buckets == [1000]
+    execute(totesys_dsn, "DELETE FROM design WHERE design_id = 100000")
+
+    third = run(ExtractSettings(force_reconcile=True))
+
+    assert third["load"]["deleted"] == {"dim_design": 1}
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
