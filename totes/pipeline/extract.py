@@ -300,16 +300,32 @@ def _count_rows(
         return cur.fetchone()[0]
 
 
+def _as_text(timestamp: sql.Composable) -> sql.Composable:
+    """A last_updated as ISO text that sorts as it does: kept within years 1 to 9999, so
+    'infinity' (which to_char gives as NULL) and years past 9999 (five digits, which sort
+    before four) read as the latest time there is, after the source's clock (a future
+    row); '-infinity' and years BC as the earliest."""
+    return sql.SQL(
+        "to_char(CASE WHEN {ts} > {last} THEN {last} WHEN {ts} < {first} THEN {first}"
+        " ELSE {ts} END, {fmt})"
+    ).format(
+        ts=timestamp,
+        last=sql.SQL("'9999-12-31 23:59:59.999'::timestamp"),
+        first=sql.SQL("'0001-01-01'::timestamp"),
+        fmt=sql.Literal(_TS_FORMAT),
+    )
+
+
 def _window_hashes(conn: Connection, table: SourceTable, since: str) -> list[tuple[str, str, str]]:
     """(id, content hash, last_updated) of rows with last_updated >= since - OVERLAP."""
     query = sql.SQL(
-        "SELECT {pk}::text, {hash}, to_char(last_updated, {fmt}) FROM {t}"
+        "SELECT {pk}::text, {hash}, {last_updated} FROM {t}"
         " WHERE last_updated >= %s::timestamp - %s"
     ).format(
         pk=sql.Identifier(table.primary_key),
         hash=_row_hash(table),
         t=sql.Identifier(table.name),
-        fmt=sql.Literal(_TS_FORMAT),
+        last_updated=_as_text(sql.SQL("last_updated")),
     )
     with conn.cursor() as cur:
         cur.execute(query, (since, OVERLAP))
@@ -394,7 +410,7 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
     pk = sql.Identifier(table.primary_key)
     query = sql.SQL(
         "COPY (SELECT bucket, count(*), sum(row_hash), min(id), max(id),"
-        " to_char(max(last_updated), {fmt}),"
+        " {latest},"
         " count(*) FILTER (WHERE last_updated > {now}::timestamp)"
         " FROM (SELECT {bucket} AS bucket,"
         " hash_record_extended(ROW({columns}), 0) AS row_hash, {pk} AS id, last_updated"
@@ -404,7 +420,7 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
         pk=pk,
         bucket=_bucket(table),
         columns=columns,
-        fmt=sql.Literal(_TS_FORMAT),
+        latest=_as_text(sql.SQL("max(last_updated)")),
         now=sql.Literal(now),  # COPY takes no parameters; a literal, never text
         t=sql.Identifier(table.name),
     )

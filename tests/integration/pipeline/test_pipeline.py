@@ -274,6 +274,30 @@ def test_a_row_inserted_and_deleted_between_two_passes_is_marked_deleted(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+@pytest.mark.parametrize("last_updated", ["infinity", "10000-01-01 00:00:00"])
+def test_a_last_updated_past_year_9999_is_a_future_row_set_aside_once(
+    last_updated, folder_lake, totesys_dsn, warehouse_dsn
+):
+    """PostgreSQL stores such times; the extract delivers the row once, as a future row,
+    and the transform sets it aside (no warehouse date holds it), naming it."""
+    execute(totesys_dsn, "UPDATE design SET last_updated = %s WHERE design_id = 3", (last_updated,))
+    designs = rows(totesys_dsn, "SELECT count(*) FROM design").pop()[0]
+
+    first = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    assert first["extract"]["tables"]["design"] == designs  # the whole table, that row too
+    assert (
+        "table 'design': 1 rows have a last_updated after the source's clock"
+        in (first["extract"]["warnings"])
+    )
+    assert first["transform"]["quarantined"] == {"design": 1}
+    assert "id 3: column last_updated" in first["transform"]["warnings"]
+
+    execute(totesys_dsn, "UPDATE currency SET last_updated = now() WHERE currency_id = 1")
+    second = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    assert second["extract"]["changed"] == {"currency": 1}  # not design 3 again
+    assert second["transform"]["quarantined"] == {}
+
+
 def test_running_each_stage_twice_changes_nothing(
     folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
 ):
