@@ -51,6 +51,7 @@ from totes.pipeline.audit_report import PENDING, AuditReport, Example, TableAudi
 from totes.pipeline.db import connect
 from totes.pipeline.events import InvalidInputError
 from totes.pipeline.extract import OVERLAP
+from totes.pipeline.lake import batch_time
 from totes.pipeline.registers import deletion_register_exists, waiting_ids
 
 logger = logging.getLogger(__name__)
@@ -175,13 +176,22 @@ def _check_warehouse(warehouse: Cursor, names: tuple[str, ...]) -> None:
 
 def _loaded_until(warehouse: Cursor) -> datetime | None:
     """The newest source change the warehouse holds, less the extract's overlap (rows
-    committed late within it may still be on their way); None when it holds no facts."""
+    committed late within it may still be on their way); None when it holds no facts.
+    Never past the newest batch's extract: a row dated in the future (which the extract
+    delivers) does not make every change since that batch look missing."""
     newest = []
     for table in FACTS:
         warehouse.execute(audit_sql.newest_fact_change(table))
         if (value := warehouse.fetchone()[0]) is not None:
             newest.append(value)
-    return max(newest) - OVERLAP if newest else None
+    if not newest:
+        return None
+    warehouse.execute(audit_sql.newest_batch())
+    (batch_id,) = warehouse.fetchone()
+    until = max(newest)
+    if batch_id is not None:
+        until = min(until, batch_time(batch_id))
+    return until - OVERLAP
 
 
 class _TableComparison:

@@ -16,7 +16,7 @@ from typing import Literal
 from psycopg2 import sql
 
 from totes.pipeline.audit_model import AuditTable
-from totes.pipeline.registers import DELETION_TABLE
+from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE
 
 Filter = Literal["all", "range", "ids"]
 
@@ -152,6 +152,11 @@ def newest_fact_change(table: AuditTable) -> sql.Composable:
     return sql.SQL("SELECT max(last_updated_date + last_updated_time) FROM {}").format(
         sql.Identifier(table.name)
     )
+
+
+def newest_batch() -> sql.Composable:
+    """The newest batch the load has taken (loaded or skipped): when its extract ran."""
+    return sql.SQL("SELECT max(batch_id) FROM {}").format(sql.Identifier(BATCH_TABLE))
 
 
 def registered_ids() -> sql.Composable:

@@ -52,6 +52,7 @@ from totes.pipeline.lake import (
     TableExtract,
     batch_id_at,
     batch_id_of,
+    batch_time,
     csv_key,
     manifest_key,
 )
@@ -600,7 +601,7 @@ def _reconcile_due(
     rows = baseline.reconciled_rows
     if rows is None or rows <= settings.every_run_rows:
         return True
-    last = datetime.strptime(batch_id_of(baseline.checksums), "%Y%m%dT%H%M%S%fZ")
+    last = batch_time(batch_id_of(baseline.checksums))
     return now - last >= settings.reconcile_interval
 
 

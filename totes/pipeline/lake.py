@@ -55,8 +55,16 @@ class LakeError(Exception):
     """The lake holds something the pipeline cannot use; the message says which object."""
 
 
+_BATCH_ID_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
 def batch_id_at(snapshot_time: datetime) -> str:
-    return snapshot_time.strftime("%Y%m%dT%H%M%S%fZ")
+    return snapshot_time.strftime(_BATCH_ID_FORMAT)
+
+
+def batch_time(batch_id: str) -> datetime:
+    """When the batch's extract read ToteSys (the source's clock, UTC)."""
+    return datetime.strptime(check_batch_id(batch_id), _BATCH_ID_FORMAT)
 
 
 def check_batch_id(batch_id: str) -> str:
