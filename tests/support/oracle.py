@@ -45,8 +45,8 @@ CURRENT_STATE_FROM_SOURCE = {
 }
 
 # The warehouse side: the published columns of the rows that are current: not marked
-# deleted, and for facts the latest version of each id (latest last_updated, then the
-# latest batch: a silent edit keeps its last_updated).
+# deleted, and for facts the latest version of each id (the latest batch, then the latest
+# last_updated: the warehouse's <fact>_current views).
 PUBLISHED_COLUMNS = {
     "dim_staff": "staff_id, first_name, last_name, department_name, location, email_address",
     "dim_location": "location_id, address_line_1, address_line_2, district, city, postal_code,"
@@ -87,7 +87,7 @@ def _current(table: str) -> str:
         return f"SELECT {columns} FROM {table} t WHERE {not_deleted}"
     return (
         f"SELECT DISTINCT ON ({key}) {columns} FROM {table} t WHERE {not_deleted}"
-        f" ORDER BY {key}, last_updated_date DESC, last_updated_time DESC, batch_id DESC,"
+        f" ORDER BY {key}, batch_id DESC, last_updated_date DESC, last_updated_time DESC,"
         f" {_RECORD_IDS[table]} DESC"
     )
 

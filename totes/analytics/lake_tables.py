@@ -50,7 +50,7 @@ def scan(lake: Lake, table: str) -> pl.LazyFrame:
 def current(lake: Lake, table: str) -> pl.LazyFrame:
     """One row per natural id, as the warehouse holds it now.
 
-    Facts: the version with the latest (last_updated_date, last_updated_time, batch_id),
+    Facts: the version with the latest (batch_id, last_updated_date, last_updated_time),
     the order of the warehouse's ``<fact>_current`` views (its ``batch_id`` may be a later
     batch that re-read the same version; the warehouse keeps the first). Dimensions: the
     latest batch's row (the load's upsert never lets an older batch win).
@@ -58,7 +58,7 @@ def current(lake: Lake, table: str) -> pl.LazyFrame:
     spec = warehouse_table(table)
     order = ["batch_id"]
     if spec.kind == "fact":
-        order = ["last_updated_date", "last_updated_time", "batch_id"]
+        order = ["batch_id", "last_updated_date", "last_updated_time"]
     return (
         scan(lake, table)
         .sort(order, maintain_order=True)

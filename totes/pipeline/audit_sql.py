@@ -54,8 +54,8 @@ def source_relation(table: AuditTable, kind: Filter) -> sql.Composable:
 
 def warehouse_relation(table: AuditTable, kind: Filter, *, register: bool) -> sql.Composable:
     """What the warehouse holds for ``table``: a dimension's rows; a fact's CURRENT version
-    of each id, the greatest (last_updated, batch, record id), never just the greatest
-    record id (an older batch may be loaded after a newer one). Ids in the deletion
+    of each id, the greatest (batch, last_updated, record id), as the warehouse's
+    ``<fact>_current`` views have it (see warehouse_views). Ids in the deletion
     register are left out: they are accounted for by the register."""
     key = sql.SQL("t.{}").format(sql.Identifier(table.key))
     conditions = [_key_filter(key, kind)]
@@ -70,8 +70,8 @@ def warehouse_relation(table: AuditTable, kind: Filter, *, register: bool) -> sq
     if table.kind == "fact":
         rows = sql.SQL(
             "(SELECT DISTINCT ON ({key}) {cols} FROM {table} t WHERE {where}"
-            " ORDER BY {key}, t.last_updated_date DESC, t.last_updated_time DESC,"
-            " t.batch_id DESC, t.{record_id} DESC) t"
+            " ORDER BY {key}, t.batch_id DESC, t.last_updated_date DESC,"
+            " t.last_updated_time DESC, t.{record_id} DESC) t"
         ).format(
             key=key,
             cols=sql.SQL(", ").join(sql.SQL("t.{}").format(n) for n in names),

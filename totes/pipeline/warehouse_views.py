@@ -3,9 +3,12 @@
 Two kinds, both plain SQL views (always up to date, nothing to refresh):
 
 - ``<fact>_current``: the current version of each fact row. "Current" is the version with
-  the greatest ``(last_updated_date, last_updated_time, batch_id, <record id>)`` for its
-  natural id: not the greatest record id, because an older batch loaded after a newer one
-  (a replay, a late retry) gets higher record ids. Ids in the deletion register
+  the greatest ``(batch_id, last_updated_date, last_updated_time, <record id>)`` for its
+  natural id. The batch first: a batch holds one version of an id, read from ToteSys after
+  every earlier batch's, so its version is the newer even when its ``last_updated`` is
+  older (a write that waited on a lock, stamped when its transaction began). Not the
+  greatest record id: a version that waited for its dimension row keeps its batch but
+  gets its record id when it is delivered. Ids in the deletion register
   ``etl_deleted_row`` (under the source or the fact table's name) are left out.
 - ``report_*``: the queries behind the notebook's plots (notebooks/warehouse_tour.ipynb),
   so that the notebook, psql and any BI tool read the same numbers. Money is summed per
@@ -73,7 +76,7 @@ def current_view_name(fact: WarehouseTable) -> str:
 
 def _version_order(fact: WarehouseTable, alias: str = "") -> list[str]:
     """Oldest to newest version of one id: the order "current" and "changes" both use."""
-    columns = ("last_updated_date", "last_updated_time", "batch_id", fact.record_id)
+    columns = ("batch_id", "last_updated_date", "last_updated_time", fact.record_id)
     return [f"{alias}{c}" for c in columns]
 
 
@@ -95,8 +98,8 @@ def current_fact_view(fact: WarehouseTable) -> View:
     )
     return View(
         current_view_name(fact),
-        f"The current version of each {_source_table(fact)} (latest last_updated, then "
-        "latest batch), without rows deleted in ToteSys.",
+        f"The current version of each {_source_table(fact)} (from the latest batch, then "
+        "the latest last_updated), without rows deleted in ToteSys.",
         body,
     )
 

@@ -298,6 +298,26 @@ def test_a_last_updated_past_year_9999_is_a_future_row_set_aside_once(
     assert second["transform"]["quarantined"] == {}
 
 
+def test_a_late_commit_stamped_before_the_version_it_overwrites_is_current(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """A write stamped when its transaction began waits on a row lock and commits after a
+    newer-stamped one: ToteSys holds its value, so the warehouse's current view must too."""
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    stamp = datetime.fromisoformat(source_now(totesys_dsn))
+    change = "UPDATE payment SET payment_amount = %s, last_updated = %s WHERE payment_id = 2"
+    execute(totesys_dsn, change, ("111.11", stamp))
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    execute(totesys_dsn, change, ("222.22", stamp - timedelta(minutes=5)))
+
+    third = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+
+    assert third["load"]["rows"] == {"fact_payment": 1}
+    current = "SELECT payment_amount::text FROM fact_payment_current WHERE payment_id = 2"
+    assert query(warehouse_dsn, current) == [("222.22",)]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
 def test_running_each_stage_twice_changes_nothing(
     folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
 ):

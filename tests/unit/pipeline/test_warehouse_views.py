@@ -10,13 +10,13 @@ from totes.pipeline.warehouse_views import VIEWS, current_fact_view
 from totes.schema.warehouse import FACTS, warehouse_table
 
 
-def test_one_current_view_per_fact_ordered_by_stamp_then_batch_then_record():
+def test_one_current_view_per_fact_ordered_by_batch_then_stamp_then_record():
     by_name = {v.name: v for v in VIEWS}
     for fact in FACTS:
         body = by_name[f"{fact.name}_current"].body
         assert (
-            f"ORDER BY f.{fact.key}, f.last_updated_date DESC, f.last_updated_time DESC,"
-            f" f.batch_id DESC, f.{fact.record_id} DESC"
+            f"ORDER BY f.{fact.key}, f.batch_id DESC, f.last_updated_date DESC,"
+            f" f.last_updated_time DESC, f.{fact.record_id} DESC"
         ) in body
 
 
