@@ -24,6 +24,10 @@ from totes.pipeline.load_parts import read_parquet
 from totes.schema.warehouse import WarehouseTable, warehouse_table
 
 STAGED_PARTS = "etl_staged_part"
+# Serialises creating the staging tables (any 64-bit number unique to this purpose): the
+# Map's iterations start together, and a CREATE TABLE IF NOT EXISTS that waits on another
+# session's uncommitted one fails (a duplicate in the catalog) instead of doing nothing.
+STAGING_DDL_LOCK_ID = 7_146_203_953
 _BATCH, _PART = "staged_batch", "staged_part"
 
 
@@ -31,8 +35,15 @@ def _staging(table: WarehouseTable) -> sql.Identifier:
     return sql.Identifier(f"etl_stage_{table.name}")
 
 
-def ensure_staging(cur: Cursor, table: WarehouseTable) -> None:
-    """The table's unlogged staging table and the register of staged parts, if missing."""
+def ensure_staging(conn: Connection, table: WarehouseTable) -> None:
+    """The table's unlogged staging table and the register of staged parts, if missing,
+    created and committed one session at a time."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (STAGING_DDL_LOCK_ID,))
+        _create_staging(cur, table)
+
+
+def _create_staging(cur: Cursor, table: WarehouseTable) -> None:
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in table.columns
     )
@@ -59,8 +70,8 @@ def stage_part(conn: Connection, lake: Lake, batch_id: str, table_name: str, par
         raise ValueError(f"batch {batch_id} has {len(files)} parts of {table_name}, not {part}")
     frame = read_parquet(lake, files[part], table)
     payload = copy_payload(frame, table, _staging(table), {_BATCH: batch_id, _PART: part})
+    ensure_staging(conn, table)
     with conn, conn.cursor() as cur:
-        ensure_staging(cur, table)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE {} = %s AND {} = %s").format(
                 _staging(table), sql.Identifier(_BATCH), sql.Identifier(_PART)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import pytest
@@ -20,6 +22,7 @@ from totes.pipeline.extract import BUCKET_WIDTH, ExtractSettings, run_extract
 from totes.pipeline.ingestion_csv import IngestionFormatError
 from totes.pipeline.lake import Lake, manifest_key, parquet_key, unit_result_key
 from totes.pipeline.load import ensure_warehouse, plan_load, run_load, run_stage_part
+from totes.pipeline.load_stage import STAGING_DDL_LOCK_ID, _create_staging
 from totes.pipeline.remodel import calendar
 from totes.pipeline.transform import (
     UnitResult,
@@ -30,7 +33,7 @@ from totes.pipeline.transform import (
     units,
 )
 from totes.schema.source import SOURCE_TABLES
-from totes.schema.warehouse import WAREHOUSE_TABLES
+from totes.schema.warehouse import WAREHOUSE_TABLES, warehouse_table
 
 PART_ROWS = 7
 
@@ -275,6 +278,36 @@ def test_parts_staged_in_separate_calls_change_nothing_visible_until_the_merge(
     assert differences(totesys_dsn, warehouse) == {}
     assert one(warehouse, "SELECT count(*) FROM etl_staged_part") == 0  # cleared with it
     assert one(warehouse, "SELECT count(*) FROM etl_stage_fact_sales_order") == 0
+
+
+def test_iterations_that_start_together_create_the_staging_tables_once(
+    totesys_dsn, new_database, tmp_path
+):
+    """The Map's first iterations into a warehouse without staging tables all create them:
+    one waits for the other's, then stages, instead of failing on a duplicate."""
+    lake = Lake.from_uri(str(tmp_path))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
+    run_transform(lake)
+    warehouse = existing_warehouse(new_database)
+    part = next(p for p in run_load(lake, warehouse, fan_out=True)["parts"])
+    table = warehouse_table(part["table"])
+    with connect(warehouse) as creating, ThreadPoolExecutor(1) as pool:
+        with creating.cursor() as cur:  # an iteration creating them, not yet committed
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (STAGING_DDL_LOCK_ID,))
+            _create_staging(cur, table)
+        staging = pool.submit(
+            run_stage_part, lake, warehouse, part["batch_id"], part["table"], part["part"]
+        )
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'totes-load-stage'"
+            " AND wait_event_type = 'Lock'"
+        )
+        deadline = time.monotonic() + 30
+        while one(warehouse, waiting) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert one(warehouse, waiting) == 1
+        creating.commit()
+        assert staging.result(timeout=30)["staged"] > 0
 
 
 def existing_warehouse(new_database) -> str:
