@@ -62,6 +62,10 @@ logger = logging.getLogger(__name__)
 MAX_LISTED_REJECTIONS = 100
 # Units of a batch transformed at once in one call (memory: this many parts).
 UNITS_AT_ONCE = 2
+# What a kept unit result holds; one kept by an earlier format (a deploy between a Map's
+# units and the call that finishes the batch) is done again, not trusted. 2: the ids held
+# back from an earlier full copy, and row numbers counted across a table's parts.
+UNIT_RESULT_FORMAT = 2
 
 
 class TransformError(Exception):
@@ -352,6 +356,7 @@ class UnitResult:
     lines: dict[str, list[str]] = field(default_factory=dict)  # source table -> messages
     days: list[str] = field(default_factory=list)  # yyyy-mm-dd its facts reference (dim_date)
     notes: list[str] = field(default_factory=list)  # warnings beyond the rows set aside
+    format: int = UNIT_RESULT_FORMAT  # results kept before formats were numbered: 1
 
     def to_json(self) -> bytes:
         raw = asdict(self)
@@ -361,7 +366,7 @@ class UnitResult:
     def from_json(cls, data: bytes) -> UnitResult:
         raw = json.loads(data)
         raw["outputs"] = {t: Part(**p) for t, p in raw["outputs"].items()}
-        return cls(**raw)
+        return cls(**{"format": 1, **raw})
 
 
 @dataclass(frozen=True)
@@ -463,12 +468,16 @@ def _set_aside(
             f"{lake.processed.location(key)}"
         )
         lines += [line for r in results for line in r.lines.get(table, [])]
-    if len(lines) > MAX_LISTED_REJECTIONS:
-        lines = [
-            *lines[:MAX_LISTED_REJECTIONS],
-            f"  ... and {len(lines) - MAX_LISTED_REJECTIONS} more",
-        ]
-    return files, lines
+    return files, _listed(lines, indent="  ")
+
+
+def _listed(lines: list[str], indent: str = "") -> list[str]:
+    """At most MAX_LISTED_REJECTIONS lines, then how many more (a run's result goes into
+    the state machine's state, at most 256 KiB; the quarantine files hold every one)."""
+    if len(lines) <= MAX_LISTED_REJECTIONS:
+        return lines
+    more = len(lines) - MAX_LISTED_REJECTIONS
+    return [*lines[:MAX_LISTED_REJECTIONS], f"{indent}... and {more} more"]
 
 
 def _source_order(table: str) -> int:
@@ -565,9 +574,14 @@ def transform_batch(lake: Lake, batch_id: str) -> ProcessedManifest:
 
 def _unit_result(lake: Lake, plan: _Plan, index: int) -> UnitResult:
     try:
-        return UnitResult.from_json(lake.processed.get(unit_result_key(plan.batch_id, index)))
+        kept = UnitResult.from_json(lake.processed.get(unit_result_key(plan.batch_id, index)))
     except FileNotFoundError:
         return _transform_unit(lake, plan, index)
+    if kept.format == UNIT_RESULT_FORMAT:
+        return kept
+    logger.info("batch %s: unit %d's kept result is of format %d: done again", plan.batch_id,
+                index, kept.format)  # fmt: skip
+    return _transform_unit(lake, plan, index)
 
 
 def run_transform_unit(lake: Lake, batch_id: str, index: int) -> dict:
@@ -645,7 +659,7 @@ def run_transform(lake: Lake, batch_ids: list[str] | None = None, *, fan_out: bo
         "batch_ids": [m.batch_id for m in manifests],
         "rows": rows,
         "quarantined": quarantined,
-        "warnings": "\n".join(line for m in manifests for line in m.warnings),
+        "warnings": "\n".join(_listed([line for m in manifests for line in m.warnings])),
         "fan_out": False,
         "units": [],
     }

@@ -25,6 +25,7 @@ from totes.pipeline.load import ensure_warehouse, plan_load, run_load, run_stage
 from totes.pipeline.load_stage import STAGING_DDL_LOCK_ID, _create_staging
 from totes.pipeline.remodel import calendar
 from totes.pipeline.transform import (
+    UNIT_RESULT_FORMAT,
     UnitResult,
     plan_transform,
     run_transform,
@@ -206,11 +207,10 @@ def test_units_done_in_separate_calls_are_taken_up_by_the_call_that_finishes(
     assert differences(totesys_dsn, warehouse) == {}
 
 
-def test_units_done_before_the_calendar_was_one_file_still_finish_their_batch(
-    totesys_dsn, new_database, tmp_path
-):
-    """A unit result from before (a dim_date part of its own, no days) is taken as it is:
-    the load merges its part with the batch's calendar, and nothing is lost."""
+def test_a_unit_result_kept_in_an_earlier_format_is_done_again(totesys_dsn, new_database, tmp_path):
+    """A deploy between the Map's units and the call that finishes the batch: a result of
+    the format before (here: a dim_date part of its own, no days, no format number) is not
+    trusted; its unit is done again, and nothing is lost."""
     lake = Lake.from_uri(str(tmp_path))
     run_extract(lake, totesys_dsn, ExtractSettings(part_rows=PART_ROWS))
     plan = run_transform(lake, fan_out=True)
@@ -219,18 +219,21 @@ def test_units_done_before_the_calendar_was_one_file_still_finish_their_batch(
     batch_id = plan["units"][0]["batch_id"]
     old_style = next(i for i, u in enumerate(plan["units"]) if _unit_result(lake, batch_id, i).days)
     result = _unit_result(lake, batch_id, old_style)
+    assert result.format == UNIT_RESULT_FORMAT
     frame = calendar(pl.Series(result.days).str.to_date("%Y-%m-%d"))
     key = parquet_key("dim_date", batch_id, 1000 + old_style)
     lake.processed.put_new(key, to_parquet(frame))
     raw = json.loads(result.to_json())
     raw["outputs"]["dim_date"] = {"key": key, "rows": frame.height}
-    del raw["days"]
+    for newer in ("days", "notes", "format"):
+        del raw[newer]
     path = tmp_path / "processed" / unit_result_key(batch_id, old_style)
     path.write_text(json.dumps(raw))
+    assert _unit_result(lake, batch_id, old_style).format == 1
 
     run_transform(lake)
     parts = [p.key for p in lake.processed_manifest(batch_id).tables["dim_date"].files]
-    assert parts == [key, parquet_key("dim_date", batch_id)]
+    assert parts == [parquet_key("dim_date", batch_id)]  # the old result's part is not used
     warehouse = new_database("warehouse")
     run_load(lake, warehouse)
     assert differences(totesys_dsn, warehouse) == {}

@@ -31,6 +31,7 @@ from totes.pipeline.transform import (
     TransformError,
     Unit,
     largest_first,
+    run_transform,
     transform_batch,
     transform_batches,
 )
@@ -319,6 +320,21 @@ def test_a_table_read_whole_from_parts_names_each_set_aside_row_once_in_its_file
     ]
     second_part = lake.ingestion.location(csv_key("counterparty", B1, 2))
     assert f"  counterparty ({second_part}) row 1, id 3: column" in manifest.warnings[2]
+
+
+def test_a_run_lists_at_most_a_hundred_warnings_over_all_its_batches(lake):
+    header, first, _ = BATCH_CSVS["sales_order"].split("\n", 2)
+    _, rest = first.replace("3.94", "abc").split(",", 1)
+    bad_rows = [f"{order_id},{rest}" for order_id in range(1, 61)]  # a bad price each
+    orders = "\n".join([header, *bad_rows]) + "\n"
+    extract(lake, B1, dict(BATCH_CSVS, sales_order=orders))
+    extract(lake, B2, {"sales_order": orders})
+
+    result = run_transform(lake)
+
+    assert result["quarantined"] == {"sales_order": 120}  # every one counted
+    lines = result["warnings"].splitlines()
+    assert len(lines) == 101 and lines[-1] == "... and 22 more"  # 2 summaries + 120 rows
 
 
 def test_a_truncated_csv_stops_the_batch_and_writes_nothing(lake):
