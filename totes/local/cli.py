@@ -28,6 +28,7 @@ from totes.local.embedded_postgres import state_dir
 from totes.local.psql import run_psql
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
+from totes.pipeline.config import ConfigurationError
 from totes.pipeline.events import REPLAY_ALL
 from totes.pipeline.lake import Lake
 from totes.pipeline.redact import password_of, redact, redact_dsn
@@ -45,7 +46,10 @@ def load_env_file() -> Path | None:
     path = Path(os.environ.get(ENV_FILE_VARIABLE, ".env"))
     if not str(path) or str(path) == "." or not path.is_file():
         return None
-    load_dotenv(path, override=False)
+    try:
+        load_dotenv(path, override=False)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot be read as a UTF-8 .env file ({exc})") from None
     return path
 
 
@@ -309,9 +313,9 @@ def _passwords(args: argparse.Namespace) -> list[str | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    load_env_file()
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        load_env_file()
         return handler(args)
     except KeyboardInterrupt:
         _say("interrupted")

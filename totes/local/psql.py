@@ -12,9 +12,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from psycopg2.extensions import make_dsn, parse_dsn
+from psycopg2.extensions import make_dsn
 
 from totes.local.embedded_postgres import state_dir
+from totes.pipeline.db import parse_dsn_safely
 
 # `make psql` runs `totes psql`; the summary names the make target, which needs no venv on
 # the PATH.
@@ -35,7 +36,7 @@ def psql_command() -> str:
 
 def without_password(dsn: str) -> str:
     """``dsn`` as a libpq keyword string with its password removed."""
-    params = parse_dsn(dsn)
+    params = parse_dsn_safely(dsn)
     params.pop("password", None)
     return make_dsn(**params)
 
@@ -46,7 +47,7 @@ def psql_invocation(dsn: str, psql_args: Sequence[str] = ()) -> tuple[list[str],
     The password travels in the child's environment (PGPASSWORD), which only its own user
     can read, not on the command line, which every user of the machine can see.
     """
-    password = parse_dsn(dsn).get("password")
+    password = parse_dsn_safely(dsn).get("password")
     env = dict(os.environ)
     if password:
         env["PGPASSWORD"] = password
@@ -70,7 +71,7 @@ def run_psql(dsn: str, psql_args: Sequence[str] = ()) -> int:
 def is_embedded(dsn: str) -> bool:
     """Whether ``dsn`` is the local embedded PostgreSQL's (its socket in the state folder,
     or in pgserver's runtime folder when that path would be too long for a socket)."""
-    host = parse_dsn(dsn).get("host", "")
+    host = parse_dsn_safely(dsn).get("host", "")
     if not host.startswith("/"):
         return False
     with warnings.catch_warnings():

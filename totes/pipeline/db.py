@@ -34,11 +34,47 @@ class InvalidDsnError(ValueError):
     """The DSN cannot be parsed: a configuration error, never retried."""
 
 
+def _malformed(reason: str, dsn: str) -> InvalidDsnError:
+    # "invalid dsn: missing "=" after "<a piece of the DSN>" ...": the quoted piece may be
+    # part of a password, so every quoted fragment goes.
+    reason = redact(re.sub(r'"[^"]*"', '"…"', reason), password_of(dsn))
+    return InvalidDsnError(
+        f"the database DSN is malformed ({reason}): expected key=value pairs (host=..."
+        " dbname=..., a value with spaces in single quotes) or a postgresql:// URI"
+    )
+
+
+def _check_uri(dsn: str) -> None:
+    """A URI whose user or password holds a raw '@' or '/' is cut by libpq at the wrong
+    place, and the pieces (parts of the password) would show as host or database names."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or not re.fullmatch(r"postgres(ql)?", scheme.strip(), re.I):
+        return
+    authority, _, after = rest.partition("/")
+    if authority.count("@") > 1 or "@" in after.partition("?")[0]:
+        raise InvalidDsnError(
+            "the database DSN is malformed: its postgresql:// URI holds a raw '@' or '/' in"
+            " its user or password; percent-encode them (@ as %40, / as %2F)"
+        )
+
+
+def parse_dsn_safely(dsn: str) -> dict[str, str]:
+    """libpq's reading of a DSN; ``InvalidDsnError``, whose message holds no part of the
+    password, when it cannot be read."""
+    dsn = str(dsn)
+    _check_uri(dsn)
+    try:
+        return parse_dsn(dsn)
+    except psycopg2.Error as exc:
+        failure = _malformed(_first_line(exc), dsn)
+    raise failure  # outside the handler: psycopg2's error is not even kept as context
+
+
 def describe(dsn: str) -> str:
     """Which database a DSN names, for messages: ``user@host:port/dbname``, no password."""
     try:
-        parts = parse_dsn(str(dsn))
-    except psycopg2.Error:
+        parts = parse_dsn_safely(dsn)
+    except InvalidDsnError:
         return "(a malformed DSN)"
     where = parts.get("host") or "localhost"
     if parts.get("port"):
@@ -55,6 +91,7 @@ def _first_line(exc: Exception) -> str:
 def _open(dsn: str, application_name: str) -> Connection:
     """One attempt; every failure becomes an error that names the database, not the password."""
     failure: Exception
+    _check_uri(str(dsn))
     try:
         return psycopg2.connect(
             str(dsn), application_name=application_name, connect_timeout=CONNECT_TIMEOUT_SECONDS
@@ -65,13 +102,7 @@ def _open(dsn: str, application_name: str) -> Connection:
             f"cannot connect to the database {describe(dsn)}: {reason}"
         )
     except psycopg2.Error as exc:
-        # "invalid dsn: missing "=" after "<a piece of the DSN>" ...": the quoted piece may be
-        # part of a password, so every quoted fragment goes.
-        reason = re.sub(r'"[^"]*"', '"…"', _first_line(exc))
-        failure = InvalidDsnError(
-            f"the database DSN is malformed ({redact(reason, password_of(str(dsn)))}): expected "
-            "key=value pairs (host=... dbname=...) or a postgresql:// URI"
-        )
+        failure = _malformed(_first_line(exc), str(dsn))
     # Raised outside the handler: psycopg2's error, which may quote the DSN, is not even
     # kept as the new error's context.
     raise failure

@@ -191,6 +191,16 @@ def test_the_error_line_never_shows_a_password(capsys):
     assert "hunter2-seed" not in err
 
 
+def test_an_unreadable_dotenv_file_is_one_line_naming_it(capsys, monkeypatch, tmp_path):
+    env_file = tmp_path / "laptop.env"
+    env_file.write_bytes(b"WAREHOUSE_DSN=host=db password=\xff\xfe\n")
+    monkeypatch.setenv("TOTES_ENV_FILE", str(env_file))
+    code, _, err = run_cli(capsys, "status")
+    assert code == 1
+    assert err.startswith(f"error: ConfigurationError: {env_file}: cannot be read as a UTF-8")
+    assert "Traceback" not in err
+
+
 def test_settings_come_from_a_dotenv_file(
     capsys, monkeypatch, tmp_path, totesys_dsn, warehouse_dsn
 ):

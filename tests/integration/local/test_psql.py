@@ -71,6 +71,14 @@ def test_the_password_goes_in_the_environment_never_on_the_command_line():
     assert env["PGPASSWORD"] == SECRET
 
 
+def test_a_malformed_dsn_is_refused_without_a_piece_of_its_password(capsys):
+    # Unquoted spaces: libpq names the word after the first, a piece of the password.
+    code = main(["psql", "--warehouse-dsn", "host=db.example.com password=my s3cr3t-pa55"])
+    err = capsys.readouterr().err
+    assert code == 1 and "InvalidDsnError: the database DSN is malformed" in err
+    assert SECRET not in err and "Traceback" not in err
+
+
 def test_the_summary_prints_a_command_and_never_a_password(state_dir):
     external = f"host=db.example.com dbname=warehouse user=analyst password={SECRET}"
     summary = format_summary(RunReport("SUCCEEDED", "run-1"), str(state_dir / "lake"), external)

@@ -87,8 +87,27 @@ def test_a_password_the_secret_does_not_have_yet_fails_without_showing_it(
             DatabaseUnavailableError,
             "u@127.0.0.1:1/wh",
         ),
+        # libpq cuts a URI at a raw '/' or '@' in its password: the pieces would be named
+        # as the host, port or database.
+        (
+            lambda role: "postgresql://u:hunter2-wrong/secret-tail@db/wh",
+            InvalidDsnError,
+            "percent-encode",
+        ),
+        (
+            lambda role: "postgresql://u:hunter2-wrong@secret-tail@db/wh",
+            InvalidDsnError,
+            "percent-encode",
+        ),
     ],
-    ids=["malformed-dsn", "malformed-uri", "wrong-password", "unreachable-host"],
+    ids=[
+        "malformed-dsn",
+        "malformed-uri",
+        "wrong-password",
+        "unreachable-host",
+        "raw-slash-in-uri-password",
+        "raw-at-in-uri-password",
+    ],
 )
 def test_no_connection_error_shows_the_password(
     password_role, caplog, monkeypatch, make_dsn, error, expected

@@ -24,6 +24,12 @@ from totes.pipeline.redact import MASK, password_of, redact, redact_dsn
             "s3cret",
             "postgresql://reader@db/wh?password=***",
         ),
+        # libpq reads a backslash-escaped space as part of an unquoted value.
+        (
+            r"host=db password=Correct\ Horse dbname=wh",
+            "Correct Horse",
+            "host=db password=*** dbname=wh",
+        ),
     ],
 )
 def test_a_dsn_is_shown_without_its_password(dsn, password, shown):
@@ -59,3 +65,17 @@ def test_known_literals_are_hidden_wherever_they_appear():
     assert redact(text, "w0rd-s3cret") == 'missing "=" after "***" in connection info string'
     # Too short to hide without hiding ordinary words; the shapes above still catch it.
     assert redact("a bad day", "a") == "a bad day"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PGPASSWORD=hunter2xyz psql -h db",
+        "settings: {'user': 'u', 'password': 'hunter2xyz'}",
+        '{"Cause": "{\\"password\\": \\"hunter2xyz\\", \\"user\\": \\"u\\"}"}',
+    ],
+    ids=["environment", "python-dict", "json-within-json"],
+)
+def test_other_shapes_a_password_may_be_printed_in_are_hidden(text):
+    shown = redact(text)
+    assert "hunter2xyz" not in shown and MASK in shown
