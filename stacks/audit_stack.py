@@ -129,9 +129,12 @@ class AuditStack(Stack):
             self.format_arn(service="sns", resource=config.names.alert_topic),
         )
         notify = actions.SnsAction(alert_topic)
+        # Named as the alert topic's policy expects: CloudWatch may publish only for this
+        # deployment's alarms, by name.
         self.differences_alarm = cloudwatch.Alarm(
             self,
             "WarehouseDifferences",
+            alarm_name=config.names.alarm("WarehouseDifferences"),
             metric=cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=DIFFERENCES_METRIC,
@@ -157,6 +160,7 @@ class AuditStack(Stack):
         self.errors_alarm = cloudwatch.Alarm(
             self,
             "AuditErrors",
+            alarm_name=config.names.alarm("AuditErrors"),
             metric=cloudwatch.Metric(
                 namespace="AWS/Lambda",
                 metric_name="Errors",
