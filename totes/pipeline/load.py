@@ -314,12 +314,18 @@ def _mark_deletions(
     key, register = sql.Identifier(table.key), sql.Identifier(DELETION_TABLE)
     absent = sql.SQL("true")
     if staging is not None:
+        # Ids the batch has a row for are back, whether the row went in or waits for its
+        # dimension row (it left the staging table for the waiting register).
         cur.execute(
             sql.SQL(
                 "DELETE FROM {register} r WHERE r.table_name = %s"
-                " AND EXISTS (SELECT 1 FROM {staging} s WHERE s.{key} = r.id)"
-            ).format(register=register, staging=staging, key=key),
-            (table.name,),
+                " AND (EXISTS (SELECT 1 FROM {staging} s WHERE s.{key} = r.id)"
+                " OR EXISTS (SELECT 1 FROM {waiting} w WHERE w.table_name = r.table_name"
+                " AND w.id = r.id AND w.batch_id = %s))"
+            ).format(
+                register=register, staging=staging, key=key, waiting=sql.Identifier(WAITING_TABLE)
+            ),
+            (table.name, batch_id),
         )
         absent = sql.SQL("NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{})").format(
             staging, key, key

@@ -190,6 +190,58 @@ def test_an_id_gone_from_the_source_is_marked_deleted_though_an_old_version_wait
     ]
 
 
+def test_an_id_that_comes_back_waiting_for_its_dimension_row_is_no_longer_deleted(
+    key_checks, transformed, warehouse_dsn, tmp_path
+):
+    lake, batch_id = transformed
+    manifest = lake.processed_manifest(batch_id)
+    late = Lake.from_uri(str(tmp_path / "late"))
+
+    def frame(name: str) -> pl.DataFrame:
+        return pl.read_parquet(io.BytesIO(lake.processed.get(manifest.tables[name].key)))
+
+    def put(batch: str, frames: dict[str, pl.DataFrame], previous: str | None, **snapshots):
+        tables = {}
+        for name, table_rows in frames.items():
+            key = f"{name}/{batch}.parquet"
+            late.processed.put_new(key, to_parquet(table_rows))
+            tables[name] = TableOutput(table_rows.height, key, snapshot=snapshots.get(name))
+        doc = ProcessedManifest(batch, tables, previous_batch_id=previous)
+        late.processed.put_new(manifest_key(batch), doc.to_json())
+
+    payments = frame("fact_payment")
+    back = payments["payment_id"][0]
+    new_transaction = 9_000_000
+    batches = [batch_id, *(f"209912{day}T000000000000Z" for day in (29, 30, 31))]
+    put(batch_id, {n: frame(n) for n, o in manifest.tables.items() if o.key}, None)
+    # Gone from a full copy of payments: marked deleted.
+    put(batches[1], {"fact_payment": payments.slice(1)}, batches[0], fact_payment=Snapshot(1, None))
+    # Back (restored in ToteSys), on a transaction the warehouse does not have yet: it waits.
+    returned = payments.head(1).with_columns(
+        transaction_id=pl.lit(new_transaction, pl.Int32), last_updated_time=pl.lit("23:59:59")
+    )
+    put(batches[2], {"fact_payment": returned}, batches[1])
+    # The transaction arrives: the waiting version goes in.
+    transaction = frame("dim_transaction").head(1)
+    put(
+        batches[3],
+        {
+            "dim_transaction": transaction.with_columns(
+                transaction_id=pl.lit(new_transaction, pl.Int32)
+            )
+        },
+        batches[2],
+    )
+    with connect(warehouse_dsn) as conn:
+        done = [load_batches(conn, late, [batch]) for batch in batches]
+
+    assert done[1].deleted == {"fact_payment": 1}
+    assert done[2].waiting == {"fact_payment": 1}
+    assert query(warehouse_dsn, f"SELECT id FROM {DELETION_TABLE}") == []
+    current = "SELECT transaction_id FROM fact_payment_current WHERE payment_id = %s"
+    assert query(warehouse_dsn, current, (back,)) == [(new_transaction,)]
+
+
 def test_a_parquet_file_with_fewer_rows_than_its_manifest_stops_the_batch(
     transformed, warehouse_dsn
 ):
