@@ -60,6 +60,9 @@ from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES, warehouse_table
 logger = logging.getLogger(__name__)
 # How many set-aside values a run's warning lists; the quarantine files hold all of them.
 MAX_LISTED_REJECTIONS = 100
+# Characters of a bad value a warning shows: a run's warnings go into the state machine's
+# state (at most 256 KiB) and the email.
+MAX_SHOWN_VALUE = 60
 # Units of a batch transformed at once in one call (memory: this many parts).
 UNITS_AT_ONCE = 2
 # What a kept unit result holds; one kept by an earlier format (a deploy between a Map's
@@ -338,9 +341,12 @@ def _describe(lake: Lake, batch: _Batch, rejection: Rejection) -> str:
     key, row = batch.where(rejection.table, rejection.row)
     where = lake.ingestion.location(key) if key else "state"
     at = f"row {row}" if row is not None else "current state"
+    value = rejection.value
+    if value is not None and len(value) > MAX_SHOWN_VALUE:  # the quarantine file has it whole
+        value = f"{value[:MAX_SHOWN_VALUE]}... ({len(value)} characters)"
     return (
         f"{rejection.table} ({where}) {at}, id {rejection.id}: column {rejection.column} = "
-        f"{rejection.value!r}: {rejection.reason}"
+        f"{value!r}: {rejection.reason}"
     )
 
 

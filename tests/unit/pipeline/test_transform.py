@@ -272,6 +272,17 @@ def test_a_bad_value_sets_its_row_aside_and_the_rest_is_delivered(lake):
     )
 
 
+def test_a_warning_shows_the_start_of_a_long_bad_value_and_the_file_all_of_it(lake):
+    long_value = "9" * 5000
+    bad = dict(BATCH_CSVS, sales_order=BATCH_CSVS["sales_order"].replace("3.94", long_value))
+    extract(lake, B1, bad)
+    manifest = transform_batch(lake, B1)
+    assert f"column unit_price = '{'9' * 60}... (5000 characters)'" in manifest.warnings[1]
+    assert len(manifest.warnings[1]) < 400
+    kept = lake.processed.get(manifest.quarantine["sales_order"].key).decode()
+    assert long_value in kept
+
+
 def test_a_bad_text_date_is_set_aside_with_its_csv_row(lake):
     bad = dict(
         BATCH_CSVS, sales_order=BATCH_CSVS["sales_order"].replace("2024-11-06", "2024-02-30")
