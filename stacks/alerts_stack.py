@@ -46,6 +46,19 @@ class AlertsStack(Stack):
                 },
             )
         )
+        # The monitoring stack's rule for runs that failed without sending their alert.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EventBridgeRulesOfThisDeployment",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": config.names.rule_arn_pattern},
+                },
+            )
+        )
         if config.alert_email:
             # AWS emails a confirmation link first; nothing is delivered until it is clicked.
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))

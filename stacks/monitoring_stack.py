@@ -14,6 +14,12 @@ the same failure, with less in them. Alarms cover only what a run cannot report 
   machine, or an alert path that itself failed produce no email at all; 30 minutes without
   a successful run (the freshness promise) catches all of them.
 
+And one EventBridge rule, UnreportedFailure: a run that ended FAILED with an error other
+than the failure branch's own (``PipelineFailed``) sent no alert: a Catch cannot catch
+``States.DataLimitExceeded`` or ``States.Runtime``, and the emails themselves can fail. It
+emails the error and its cause at once, where NoSuccessfulRun would wait 30 minutes and
+miss a failure between successes.
+
 docs/runbooks.md has one section per alarm and per alert; each alarm's description links
 to its section (context ``totes:runbookUrl``).
 """
@@ -23,6 +29,8 @@ from __future__ import annotations
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -107,6 +115,9 @@ class MonitoringStack(Stack):
                 comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
             )
+        self.unreported_failure = _unreported_failure_rule(
+            self, config, state_machine.state_machine_arn, alert_topic
+        )
         for name, function in functions.items():
             stage = name.title()
             alarm(
@@ -189,6 +200,46 @@ class MonitoringStack(Stack):
                 ],
             ],
         )
+
+
+# The failure branch's own end (statemachine/pipeline.asl.json, "Pipeline failed"): its
+# run has sent its alert.
+REPORTED_FAILURE = "PipelineFailed"
+UNREPORTED_FAILURE_ANCHOR = "alert-a-run-failed-without-its-own-alert"
+
+
+def _unreported_failure_rule(
+    scope: Construct, config: DeployConfig, state_machine_arn: str, topic: sns.ITopic
+) -> events.Rule:
+    """Runs that ended FAILED without sending their alert, emailed as they end."""
+    field = events.EventField.from_path
+    message = (
+        f"A Terrific Totes pipeline run failed in a way it could not report itself.\n\n"
+        f"Execution: {field('$.detail.name')}\n"
+        f"Error:     {field('$.detail.error')}\n"
+        f"Cause:     {field('$.detail.cause')}\n\n"
+        f"What now: {config.runbook(UNREPORTED_FAILURE_ANCHOR)}\n\n"
+        "Open the execution in the Step Functions console:\n"
+        f"https://{Stack.of(scope).region}.console.aws.amazon.com/states/home?region="
+        f"{Stack.of(scope).region}#/v2/executions/details/{field('$.detail.executionArn')}"
+    )
+    return events.Rule(
+        scope,
+        "UnreportedFailure",
+        # Named as the alert topic's policy expects (it admits this deployment's rules).
+        rule_name=config.names.alarm("UnreportedFailure"),
+        description="A pipeline run ended FAILED without sending its own alert.",
+        event_pattern=events.EventPattern(
+            source=["aws.states"],
+            detail_type=["Step Functions Execution Status Change"],
+            detail={
+                "stateMachineArn": [state_machine_arn],
+                "status": ["FAILED"],
+                "error": [{"anything-but": REPORTED_FAILURE}],
+            },
+        ),
+        targets=[targets.SnsTopic(topic, message=events.RuleTargetInput.from_text(message))],
+    )
 
 
 def runbook_anchor(alarm_id: str) -> str:

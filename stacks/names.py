@@ -80,6 +80,11 @@ class DeploymentNames(Names):
             f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:{self.alarm('*')}"
         )
 
+    @property
+    def rule_arn_pattern(self) -> str:
+        """Every EventBridge rule of this deployment (named like its alarms)."""
+        return f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{self.alarm('*')}"
+
     def stack(self, concern: str) -> str:
         """The CloudFormation stack name of one concern (Storage, Alerts, ...)."""
         return f"TerrificTotes-{self.environment}-{concern}"

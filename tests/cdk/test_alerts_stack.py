@@ -55,7 +55,7 @@ def test_topic_refuses_publishing_without_tls(alerts):
     )
 
 
-def test_cloudwatch_alarms_of_this_deployment_may_publish(alerts_template):
+def test_alarms_and_rules_of_this_deployment_may_publish(alerts_template):
     topic_id, _ = one(alerts_template, "AWS::SNS::Topic")
     [policy] = resources(alerts_template, "AWS::SNS::TopicPolicy").values()
     statements = render(policy["Properties"]["PolicyDocument"]["Statement"])
@@ -73,7 +73,21 @@ def test_cloudwatch_alarms_of_this_deployment_may_publish(alerts_template):
                     "${AWS::AccountId}:alarm:terrific-totes-dev.*"
                 },
             },
-        }
+        },
+        {
+            "Sid": "EventBridgeRulesOfThisDeployment",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": f"${{{topic_id}}}",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": "${AWS::AccountId}"},
+                "ArnLike": {
+                    "aws:SourceArn": "arn:${AWS::Partition}:events:${AWS::Region}:"
+                    "${AWS::AccountId}:rule/terrific-totes-dev.*"
+                },
+            },
+        },
     ]
     # The TLS-only Deny stays, for every principal.
     [deny] = [s for s in statements if s["Effect"] == "Deny"]

@@ -97,6 +97,39 @@ def test_every_alarm_links_its_runbook_section(alarms):
         assert runbook_anchor(name) in anchors, f"docs/runbooks.md has no section for {name}"
 
 
+def test_a_run_that_failed_without_its_own_alert_is_emailed_as_it_ends(monitoring):
+    [rule] = [render(r["Properties"]) for r in resources(monitoring, "AWS::Events::Rule").values()]
+    assert rule["Name"] == "terrific-totes-dev.UnreportedFailure"  # the topic policy's pattern
+    assert rule["EventPattern"] == {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {
+            "stateMachineArn": [STATE_MACHINE],
+            "status": ["FAILED"],
+            "error": [{"anything-but": "PipelineFailed"}],  # the failure branch's own end
+        },
+    }
+    [target] = rule["Targets"]
+    assert target["Arn"] == TOPIC
+    transformer = target["InputTransformer"]
+    assert set(transformer["InputPathsMap"].values()) >= {
+        "$.detail.name",
+        "$.detail.error",
+        "$.detail.cause",
+        "$.detail.executionArn",
+    }
+    anchor = "alert-a-run-failed-without-its-own-alert"
+    assert f"docs/runbooks.md#{anchor}" in transformer["InputTemplate"]
+    assert anchor in github_anchors(RUNBOOKS.read_text())
+
+
+def test_the_failure_branch_ends_in_the_error_the_rule_leaves_out():
+    definition = (
+        Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json"
+    ).read_text()
+    assert '"Error": "PipelineFailed"' in definition
+
+
 def test_no_freshness_alarm_while_the_schedule_is_off(synths):
     template = synths.vpc.template("Monitoring")
     names = {
