@@ -59,6 +59,13 @@ class AlertsStack(Stack):
                 },
             )
         )
+        if not config.runbook_url.startswith(("https://", "http://")):
+            Annotations.of(self).add_warning_v2(
+                "totes:runbook-not-a-web-address",
+                f"The alerts link the runbook as {config.runbook_url!r}, which an email reader "
+                f"cannot open: set context {PREFIX}runbookUrl to the web address of "
+                "docs/runbooks.md (say, the file on your Git host).",
+            )
         if config.alert_email:
             # AWS emails a confirmation link first; nothing is delivered until it is clicked.
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))

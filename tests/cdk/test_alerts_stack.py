@@ -112,3 +112,19 @@ def test_every_alarm_matches_the_topic_policy_and_no_other_environment_does(synt
     assert prod and not any(fnmatchcase(name or "", pattern) for name in prod)
     # An environment whose name starts like another's ("dev-x") cannot match it either.
     assert not fnmatchcase("terrific-totes-dev-x.ExecutionsTimedOut", pattern)
+
+
+def warnings(assembly) -> list[str]:
+    """What synth warned of, in every stack."""
+    return [
+        str(entry["data"])
+        for path in sorted(assembly.outdir.glob("*.metadata.json"))
+        for entries in json.loads(path.read_text()).values()
+        for entry in entries
+        if entry["type"] == "aws:cdk:warning"
+    ]
+
+
+def test_a_runbook_link_an_email_cannot_open_is_warned_of_at_synth(synths):
+    assert any("runbook as 'docs/runbooks.md'" in w for w in warnings(synths.default))
+    assert not any("runbook" in w for w in warnings(synths.prod))  # an https:// address
