@@ -678,7 +678,6 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
         return summary
     spec = warehouse_table(table)  # the allow-list
     summary = LoadSummary()
-    done = _BatchLoad()
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
         for register in (DELETION_TABLE, WAITING_TABLE):
@@ -690,12 +689,13 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
         loaded = sorted(b for b, status in _register(cur).items() if status == "loaded")
         for batch_id in loaded:
+            done = _BatchLoad()  # per batch: its counts are added up below
             _load_table(cur, lake, lake.processed_manifest(batch_id), spec, done)
             if spec.kind == "fact":
-                done.delivered[table] = done.delivered.get(table, 0) + _deliver_waiting(cur, spec)
+                done.delivered[table] = _deliver_waiting(cur, spec)
+            summary.add(done.rows, summary.rows)
+            summary.add(done.deleted, summary.deleted)
         summary.loaded_batch_ids = loaded
-    summary.add(done.rows, summary.rows)
-    summary.add(done.deleted, summary.deleted)
     summary.waiting = _waiting_now(conn)
     return summary
 
