@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from totes.contract import STAGES
+from totes.contract import STAGES, Names
 from totes.local import environment, reconcile, status_cli
 from totes.local.demo import demo
 from totes.local.embedded_postgres import state_dir
@@ -145,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     skip.add_argument("batch_id", help="the batch named in the alert")
     skip.add_argument("--reason", required=True, help="why (kept in the lake and warehouse)")
     skip.add_argument(
+        "--aws",
+        action="store_true",
+        help="the deployed pipeline's lake: $INGESTION_BUCKET and $PROCESSED_BUCKET, else the"
+        " deployment's own buckets (usual AWS credentials)",
+    )
+    skip.add_argument(
+        "--environment",
+        default=os.environ.get(status_cli.ENVIRONMENT_VARIABLE, "dev"),
+        help=f"the deployment's environment with --aws (default: "
+        f"${status_cli.ENVIRONMENT_VARIABLE} or dev)",
+    )
+    skip.add_argument(
         "--lake", help="a folder, or s3://bucket[/prefix]; default: $LAKE, else the local one"
     )
     skip.set_defaults(handler=_skip)
@@ -257,7 +269,10 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _skip(args: argparse.Namespace) -> int:
-    lake = Lake.from_uri(_lake(args))
+    if args.aws:
+        lake = status_cli.deployed_lake(args.lake, Names(args.environment))
+    else:
+        lake = Lake.from_uri(_lake(args))
     at = datetime.now(UTC).isoformat(timespec="seconds")
     record = lake.record_skip(args.batch_id, args.reason, by=getpass.getuser(), at=at)
     print(

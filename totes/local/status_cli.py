@@ -87,9 +87,11 @@ def _configured_dsn(given: str | None, read: Any) -> str | None:
         return None
 
 
-def _aws_lake(args: argparse.Namespace, names: Names) -> Lake:
-    if args.lake:
-        return Lake.from_uri(args.lake)
+def deployed_lake(lake_uri: str | None, names: Names) -> Lake:
+    """The deployed pipeline's lake: ``lake_uri``, else $LAKE or $INGESTION_BUCKET and
+    $PROCESSED_BUCKET, else the deployment's own two buckets (the Lambdas' layout)."""
+    if lake_uri:
+        return Lake.from_uri(lake_uri)
     try:
         return config.lake_from_env()
     except config.ConfigurationError:
@@ -116,7 +118,7 @@ def aws_status(args: argparse.Namespace) -> Status:
 
     notes: list[str] = []
     try:
-        lake: Lake | None = _aws_lake(args, names)
+        lake: Lake | None = deployed_lake(args.lake, names)
     except Exception as exc:
         notes.append(f"lake: {type(exc).__name__}: {exc}")
         lake = None

@@ -24,7 +24,7 @@ from totes.local.status import (
     freshness,
 )
 from totes.local.status_view import format_status
-from totes.pipeline.lake import Lake
+from totes.pipeline.lake import IngestionManifest, Lake, manifest_key
 from totes.totesys import seed
 from totes.totesys.database import read_only_dsn
 
@@ -177,3 +177,27 @@ def test_status_aws_on_the_command_line(aws, capsys, totesys_dsn, warehouse_dsn,
 
     with pytest.raises(StateMachineNotFoundError, match="terrific-totes-test-pipeline"):
         find_state_machine(sfn, Names("test").state_machine)
+
+
+def test_skip_on_aws_writes_to_the_deployments_ingestion_bucket(aws, monkeypatch, capsys):
+    """The Lambdas keep each lake at its bucket's root, in two buckets: the runbook's skip
+    must find the batch there."""
+    s3 = boto3.client("s3")
+    for bucket in ("ingestion-bucket", "processed-bucket"):
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        )
+    deployed = Lake.from_buckets("ingestion-bucket", "processed-bucket")
+    batch_id = "20261128T153347656456Z"
+    deployed.ingestion.put_new(
+        manifest_key(batch_id), IngestionManifest(batch_id, None, {}).to_json()
+    )
+    monkeypatch.setenv("INGESTION_BUCKET", "ingestion-bucket")
+    monkeypatch.setenv("PROCESSED_BUCKET", "processed-bucket")
+    monkeypatch.delenv("LAKE", raising=False)
+
+    code, out, err = run_cli(capsys, "skip", batch_id, "--reason", "truncated CSV", "--aws")
+
+    assert code == 0, err
+    assert f"Batch {batch_id} is skipped (truncated CSV)" in out
+    assert list(deployed.skipped()) == [batch_id]
