@@ -105,6 +105,9 @@ class Status:
     last_alert: Alert | None
     alarms_firing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+    # False when the warehouse's register (or the lake) could not be read: ``pending`` then
+    # lists only what is known to be pending, not every batch that is.
+    pending_known: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -390,15 +393,17 @@ def collect(
     tables: list[TableLag] = []
     pending: list[PendingBatch] = []
     held_back: list[HeldBackBatch] = []
+    pending_known = False
     if lake is None:
         notes.append("lake: not configured (LAKE, or INGESTION_BUCKET and PROCESSED_BUCKET)")
     else:
         tables, more = _guarded(notes, "lake", lambda: table_lags(lake, source_dsn), ([], []))
         notes += more
-        pending, more = _guarded(
-            notes, "lake", lambda: pending_batches(lake, warehouse_dsn), ([], [])
-        )
-        notes += more
+        read = _guarded(notes, "lake", lambda: pending_batches(lake, warehouse_dsn), None)
+        if read is not None:
+            pending, more = read
+            notes += more
+            pending_known = not any(note.startswith("pending batches:") for note in more)
         held_back = _guarded(notes, "held-back batches", lambda: held_back_batches(lake), [])
     alarms = _guarded(notes, "alarms", read_alarms, []) if read_alarms else []
     return Status(
@@ -412,4 +417,5 @@ def collect(
         last_alert=last_alert,
         alarms_firing=alarms,
         notes=notes,
+        pending_known=pending_known,
     )

@@ -34,6 +34,8 @@ from totes.pipeline import config
 from totes.pipeline.lake import Lake
 
 ENVIRONMENT_VARIABLE = "TOTES_ENVIRONMENT"
+# totes status's exit status when something could not be read (0: everything was).
+UNREAD_EXIT = 2
 
 
 def add_parser(commands: Any) -> None:
@@ -62,7 +64,8 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     status = aws_status(args) if args.aws else local_status(args)
     print(status.to_json() if args.json else format_status(status))
-    return 0
+    # Not a clean bill of health when part of it could not be read (the notes say what).
+    return 0 if not status.notes else UNREAD_EXIT
 
 
 def local_status(args: argparse.Namespace) -> Status:

@@ -95,6 +95,12 @@ def _tables(status: Status) -> list[str]:
 
 
 def _pending(status: Status) -> list[str]:
+    if not status.pending_known:
+        lines = ["Pending batches: UNKNOWN (the lake or the warehouse could not be read: below)"]
+        if status.pending:
+            lines.append(f"  at least these {len(status.pending)}, not transformed yet:")
+            lines += [f"  {b.batch_id}  {b.stage}" for b in status.pending]
+        return lines
     if not status.pending:
         return ["Pending batches: none (the warehouse holds every batch in the lake)"]
     lines = [f"Pending batches (in the lake, not in the warehouse): {len(status.pending)}"]

@@ -109,6 +109,18 @@ def test_what_cannot_be_read_is_a_note_without_the_password(tmp_path, warehouse_
     assert any(n.startswith("warehouse: DatabaseUnavailableError") for n in status.notes)
     assert "reader@127.0.0.1:1/totesys" in text
     assert [t.table for t in status.tables][:2] == ["address", "counterparty"]  # still shown
+    # Never "none pending" when the warehouse's register could not be read.
+    assert not status.pending_known
+    assert "Pending batches: UNKNOWN" in format_status(status)
+    assert "Pending batches: none" not in format_status(status)
+
+
+def test_status_exits_2_when_part_of_it_could_not_be_read(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("WAREHOUSE_DSN", "host=127.0.0.1 port=1 dbname=wh user=u")
+    monkeypatch.setenv("SOURCE_DSN", "host=127.0.0.1 port=1 dbname=totesys user=u")
+    code, out, _ = run_cli(capsys, "status", "--lake", str(tmp_path / "lake"))
+    assert code == 2
+    assert "Could not read:" in out and "Pending batches: UNKNOWN" in out
 
 
 @pytest.fixture
