@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 from urllib.parse import urlparse
 
 from totes.pipeline.checksums import BucketChecksums
+from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store
 
 MANIFESTS = "_manifests/"
@@ -53,6 +55,28 @@ _BATCH_ID = re.compile(r"^\d{8}T\d{12}Z$")
 
 class LakeError(Exception):
     """The lake holds something the pipeline cannot use; the message says which object."""
+
+
+class DamagedObjectError(UndeliverableBatchError, LakeError):
+    """A manifest, checksum file or skip record that cannot be read: changed or cut after
+    it was written (the lake never overwrites one)."""
+
+
+T = TypeVar("T")
+_DAMAGE = (ValueError, KeyError, TypeError, AttributeError)  # JSONDecodeError: a ValueError
+
+
+def _read(store: ObjectStore, key: str, parse: Callable[[bytes], T]) -> T:
+    """``parse`` of the object ``key``; DamagedObjectError naming it when it cannot be."""
+    data = store.get(key)
+    try:
+        return parse(data)
+    except _DAMAGE as exc:
+        raise DamagedObjectError(
+            f"{store.location(key)} cannot be read ({type(exc).__name__}: {exc}): it was changed"
+            " or cut after it was written. The lake's buckets keep every version: restore the"
+            " object's earlier one, or skip its batch"
+        ) from None
 
 
 _BATCH_ID_FORMAT = "%Y%m%dT%H%M%S%fZ"
@@ -351,7 +375,7 @@ class Lake:
 
     def ingestion_manifest(self, batch_id: str) -> IngestionManifest:
         try:
-            return IngestionManifest.from_json(self.ingestion.get(manifest_key(batch_id)))
+            return _read(self.ingestion, manifest_key(batch_id), IngestionManifest.from_json)
         except FileNotFoundError:
             raise LakeError(
                 f"batch {batch_id} has no ingestion manifest "
@@ -364,7 +388,7 @@ class Lake:
 
     def checksums(self, key: str) -> BucketChecksums:
         """A checksum file: bucket -> (rows, checksum)."""
-        return BucketChecksums.from_json(self.ingestion.get(key))
+        return _read(self.ingestion, key, BucketChecksums.from_json)
 
     def put_checksums(
         self, table: str, batch_id: str, width: int, checksums: BucketChecksums
@@ -378,7 +402,7 @@ class Lake:
     def skipped(self) -> dict[str, SkipRecord]:
         """Every skipped batch, by id."""
         return {
-            batch_id_of(key): SkipRecord.from_json(self.ingestion.get(key))
+            batch_id_of(key): _read(self.ingestion, key, SkipRecord.from_json)
             for key in self.ingestion.list(SKIPPED)
             if key.endswith(".json")
         }
@@ -400,7 +424,7 @@ class Lake:
 
     def processed_manifest(self, batch_id: str) -> ProcessedManifest:
         try:
-            return ProcessedManifest.from_json(self.processed.get(manifest_key(batch_id)))
+            return _read(self.processed, manifest_key(batch_id), ProcessedManifest.from_json)
         except FileNotFoundError:
             raise LakeError(
                 f"batch {batch_id} has no processed manifest "

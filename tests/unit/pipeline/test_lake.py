@@ -7,7 +7,9 @@ from datetime import datetime
 import pytest
 
 from totes.pipeline.checksums import BucketChecksums
+from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.lake import (
+    DamagedObjectError,
     IngestionManifest,
     Lake,
     LakeError,
@@ -143,3 +145,17 @@ def test_local_store_concurrent_writers_of_one_key_leave_one_intact_file(tmp_pat
     assert sorted(results) == [False] * 7 + [True]
     assert store.get("k/x.parquet") in payloads
     assert store.list() == ["k/x.parquet"]  # no temporary files left behind
+
+
+@pytest.mark.parametrize(
+    "damage", [b'{"batch_id": "2026', b'{"batch_id": 1}', b"[]"], ids=["cut", "fields", "shape"]
+)
+def test_a_damaged_manifest_is_an_undeliverable_batch_naming_its_file(tmp_path, damage):
+    lake = Lake(LocalStore(tmp_path / "ingestion"), LocalStore(tmp_path / "processed"))
+    batch_id = batch_id_at(datetime(2026, 11, 27, 13, 0, 0, 0))
+    lake.ingestion.put_new(manifest_key(batch_id), damage)
+    with pytest.raises(DamagedObjectError) as caught:
+        lake.latest_ingestion_manifest()
+    assert isinstance(caught.value, UndeliverableBatchError)  # the alert's advice: skip it
+    assert str(caught.value).startswith(f"{lake.ingestion.location(manifest_key(batch_id))}")
+    assert "restore the object's earlier one, or skip its batch" in str(caught.value)
