@@ -153,7 +153,8 @@ class AuditStack(Stack):
             alarm_description=(
                 "The audit found the warehouse different from ToteSys. Run `totes reconcile` "
                 "against the two databases (or read the audit's log) for the tables, ids and "
-                "columns; the metric WarehouseDifferences has the count per table."
+                "columns; the metric WarehouseDifferences has the count per table. Runbook: "
+                f"{config.runbook('alarm-warehousedifferences')}"
             ),
         )
         self.differences_alarm.add_alarm_action(notify)
@@ -174,7 +175,8 @@ class AuditStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=(
                 "The audit could not compare the warehouse with ToteSys (a database "
-                "unreachable, a table missing ...): see its log group for the error."
+                "unreachable, a table missing ...): see its log group for the error. Runbook: "
+                f"{config.runbook('alarm-auditerrors')}"
             ),
         )
         self.errors_alarm.add_alarm_action(notify)
