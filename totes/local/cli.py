@@ -10,6 +10,7 @@ database, so they take it only from ``--source-dsn``, never from the environment
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -180,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         "psql_args", nargs=argparse.REMAINDER, help="after --: more arguments for psql"
     )
     psql.set_defaults(handler=_psql)
+    # After the command too (`totes reconcile --verbose`), as the error lines suggest.
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,  # not given here: the one before the command holds
+            help="show stack traces and the stages' logs",
+        )
     return parser
 
 
@@ -335,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`totes status --json | head`): nothing more to tell it.
+        with contextlib.suppress(OSError, ValueError):  # no file behind stdout: nothing to do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process that SIGPIPE ended
     except Exception as exc:
         if args.verbose:
             raise

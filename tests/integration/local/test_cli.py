@@ -201,6 +201,25 @@ def test_an_unreadable_dotenv_file_is_one_line_naming_it(capsys, monkeypatch, tm
     assert "Traceback" not in err
 
 
+def test_verbose_may_follow_the_command_as_the_error_line_suggests(capsys):
+    unreachable = "host=127.0.0.1 port=1 dbname=wh user=u"
+    databases = ["--source-dsn", unreachable, "--warehouse-dsn", unreachable]
+    code, _, err = run_cli(capsys, "reconcile", *databases)
+    assert code == 2 and "(run again with --verbose for the full trace)" in err
+    with pytest.raises(Exception, match="cannot connect to the database"):
+        main(["reconcile", *databases, "--verbose"])  # the trace, not a usage error
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(capsys, monkeypatch):
+    def gone(args):
+        raise BrokenPipeError
+
+    monkeypatch.setattr("totes.local.status_cli.run", gone)
+    monkeypatch.setattr("totes.local.cli.status_cli.run", gone)
+    code, _, err = run_cli(capsys, "status")
+    assert code == 141 and err == ""
+
+
 def test_settings_come_from_a_dotenv_file(
     capsys, monkeypatch, tmp_path, totesys_dsn, warehouse_dsn
 ):
