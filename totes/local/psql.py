@@ -16,10 +16,13 @@ from psycopg2.extensions import make_dsn
 
 from totes.local.embedded_postgres import state_dir
 from totes.pipeline.db import parse_dsn_safely
+from totes.pipeline.redact import password_of, redact_dsn
 
 # `make psql` runs `totes psql`; the summary names the make target, which needs no venv on
 # the PATH.
 OPEN_WAREHOUSE = "make psql"
+# The command itself, as it runs from the repository without an activated venv.
+TOTES = ".venv/bin/totes"
 
 
 def psql_command() -> str:
@@ -84,7 +87,14 @@ def is_embedded(dsn: str) -> bool:
 
 
 def open_command(warehouse_dsn: str) -> str:
-    """The command that opens this warehouse in psql, as the run summary prints it."""
+    """The command that opens this warehouse in psql, as the run summary prints it: one
+    that works when pasted, though it never shows the password."""
     if is_embedded(warehouse_dsn):
-        return f"{OPEN_WAREHOUSE}    (or: totes psql -c 'SELECT ...')"
-    return f"totes psql --warehouse-dsn {shlex.quote(without_password(warehouse_dsn))}"
+        return f"{OPEN_WAREHOUSE}    (or: {TOTES} psql -c 'SELECT ...')"
+    configured = os.environ.get("WAREHOUSE_DSN")
+    if configured and redact_dsn(configured) == redact_dsn(warehouse_dsn):
+        return f"{TOTES} psql    (it reads $WAREHOUSE_DSN, password included)"
+    command = f"{TOTES} psql --warehouse-dsn {shlex.quote(without_password(warehouse_dsn))}"
+    if password_of(warehouse_dsn):
+        command += "    (the password: in $PGPASSWORD or ~/.pgpass)"
+    return command

@@ -83,12 +83,21 @@ def test_the_summary_prints_a_command_and_never_a_password(state_dir):
     external = f"host=db.example.com dbname=warehouse user=analyst password={SECRET}"
     summary = format_summary(RunReport("SUCCEEDED", "run-1"), str(state_dir / "lake"), external)
     assert SECRET not in summary
-    assert "totes psql --warehouse-dsn 'user=analyst dbname=warehouse host=db.example.com'" in (
-        summary
-    )
+    assert (
+        ".venv/bin/totes psql --warehouse-dsn 'user=analyst dbname=warehouse host=db.example.com'"
+        "    (the password: in $PGPASSWORD or ~/.pgpass)"
+    ) in summary
 
     embedded = f"postgresql://postgres:@/warehouse?host={state_dir / 'postgres'}"
     assert open_command(embedded).startswith("make psql")
+
+
+def test_a_warehouse_from_the_environment_opens_with_the_bare_command(monkeypatch):
+    external = f"host=db.example.com dbname=warehouse user=analyst password={SECRET}"
+    monkeypatch.setenv("WAREHOUSE_DSN", external)
+    # The summary is given the DSN redacted; the environment still holds the password.
+    shown = open_command(external.replace(SECRET, "***"))
+    assert shown == ".venv/bin/totes psql    (it reads $WAREHOUSE_DSN, password included)"
 
 
 def test_the_warehouse_dsn_variable_is_the_default(capfd, monkeypatch, warehouse_dsn):
