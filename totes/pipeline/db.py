@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
+import psycopg2.errors
 from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
 from psycopg2.extensions import parse_dsn
 
 from totes.pipeline.redact import password_of, redact
@@ -106,6 +108,53 @@ def _open(dsn: str, application_name: str) -> Connection:
     # Raised outside the handler: psycopg2's error, which may quote the DSN, is not even
     # kept as the new error's context.
     raise failure
+
+
+# How long a stage waits for another run's lock (an overlapping run, a replay) before it
+# gives up with DatabaseUnavailableError: the state machine retries that (3 times, backing
+# off), well within the run's and the function's time limits, where an unbounded wait
+# ended in a function timeout and an alert that blamed nothing in particular.
+LOCK_WAIT = "60s"
+
+
+def take_lock(cur: Cursor, lock_id: int, holder: str, *, for_transaction: bool = True) -> None:
+    """Take advisory lock ``lock_id`` (for the transaction, or the session), waiting at most
+    LOCK_WAIT; ``holder`` names what holds it, for the message (\"another run's load\")."""
+    take = "SELECT pg_advisory_xact_lock(%s)" if for_transaction else "SELECT pg_advisory_lock(%s)"
+    cur.execute("SET lock_timeout = %s", (LOCK_WAIT,))
+    try:
+        cur.execute(take, (lock_id,))
+    except psycopg2.errors.LockNotAvailable:
+        conn = cur.connection
+        if conn.autocommit:
+            cur.execute("RESET lock_timeout")
+        else:
+            conn.rollback()  # the aborted transaction, and the SET with it
+        failure = DatabaseUnavailableError(
+            f"{holder} holds the lock this run needs{_held_since(cur, lock_id)}; this run waited"
+            f" {LOCK_WAIT} for it. Runs that overlap (one over 10 minutes, a replay) end this"
+            " way: the next run takes up what this one left."
+        )
+        raise failure from None
+    cur.execute("RESET lock_timeout")
+
+
+def _held_since(cur: Cursor, lock_id: int) -> str:
+    """' (application, since hh:mm:ss UTC)' of the session holding the lock, if visible."""
+    cur.execute(
+        "SELECT a.application_name, coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC'"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted"
+        " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s LIMIT 1",
+        (lock_id,),
+    )
+    found = cur.fetchone()
+    if not cur.connection.autocommit:
+        cur.connection.rollback()
+    if not found:
+        return ""
+    application, since = found
+    return f" ({application or 'a session'}, since {since:%H:%M:%S} UTC)"
 
 
 def _is_authentication_failure(error: DatabaseUnavailableError) -> bool:

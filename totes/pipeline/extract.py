@@ -43,7 +43,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
 from totes.pipeline.checksums import BucketChecksums
-from totes.pipeline.db import connect
+from totes.pipeline.db import connect, take_lock
 from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
@@ -742,7 +742,7 @@ def extract_batch(
     ``helper``: a second session to the source, which surveys tables while ``conn`` copies."""
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(%s)", (EXTRACT_LOCK_ID,))
+        take_lock(cur, EXTRACT_LOCK_ID, "another extract", for_transaction=False)
     try:
         return _extract_locked(conn, lake, settings or ExtractSettings(), helper)
     finally:

@@ -39,7 +39,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
-from totes.pipeline.db import connect
+from totes.pipeline.db import connect, take_lock
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
 from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
@@ -117,7 +117,7 @@ def ensure_warehouse(conn: Connection) -> None:
     """Create the warehouse tables, keys and registers when missing (and bring a warehouse
     of an earlier version up to date)."""
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        take_lock(cur, LOAD_LOCK_ID, "another load")
         cur.execute(DROP_STALE_BUILD)
         _migrate_version_hashes(cur)
         for statement in warehouse_ddl():
@@ -546,7 +546,7 @@ def load_batch(conn: Connection, lake: Lake, batch_id: str) -> _BatchLoad | None
     """Load one transformed batch in one transaction; None if the warehouse already has it."""
     manifest = lake.processed_manifest(batch_id)
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        take_lock(cur, LOAD_LOCK_ID, "another load")
         if batch_id in _register(cur):
             return None
         return _load_manifest(cur, lake, manifest)
@@ -556,7 +556,7 @@ def _record_skips(conn: Connection, lake: Lake) -> list[str]:
     """Write every skipped batch not yet in the register into it (status skipped)."""
     recorded = []
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        take_lock(cur, LOAD_LOCK_ID, "another load")
         current = _register(cur)
         for batch_id, skip in sorted(lake.skipped().items()):
             if batch_id not in current:
@@ -590,7 +590,7 @@ def _build_new_warehouse(
     None when the warehouse has tables (or the batch is not the chain's first, or was
     skipped, or a row breaks a key): the batch then loads the usual way."""
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        take_lock(cur, LOAD_LOCK_ID, "another load")
         if not is_new_warehouse(cur):  # nearly always: then the lake is not even read
             return None
         candidates = sorted(set(batch_ids)) if batch_ids is not None else lake.transformed_batches()
@@ -667,7 +667,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
     ensure_warehouse(conn)
     if table is None:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+            take_lock(cur, LOAD_LOCK_ID, "another load")
             names = [*WAREHOUSE_TABLE_NAMES, BATCH_TABLE, DELETION_TABLE, WAITING_TABLE]
             cur.execute(
                 sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
@@ -679,7 +679,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
     spec = warehouse_table(table)  # the allow-list
     summary = LoadSummary()
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK_ID,))
+        take_lock(cur, LOAD_LOCK_ID, "another load")
         for register in (DELETION_TABLE, WAITING_TABLE):
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE table_name = %s").format(sql.Identifier(register)),

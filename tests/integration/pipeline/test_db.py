@@ -13,8 +13,12 @@ import pytest
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
+import totes.pipeline.db
 from tests.integration.conftest import PASSWORD_ROLE, admin_sql, wrong_password_dsn
 from totes.pipeline.db import DatabaseUnavailableError, InvalidDsnError, connect
+from totes.pipeline.extract import EXTRACT_LOCK_ID, run_extract
+from totes.pipeline.lake import Lake
+from totes.pipeline.load import LOAD_LOCK_ID, run_load
 from totes.pipeline.observability import stage_handler
 from totes.pipeline.secrets import dsn_from_secret
 
@@ -152,3 +156,33 @@ def test_a_statement_stopped_by_a_lock_timeout_is_not_called_a_lost_connection(w
     assert str(caught.value) == (
         "the database stopped a statement: canceling statement due to lock timeout"
     )
+
+
+@pytest.mark.parametrize("stage", ["extract", "load"])
+def test_a_lock_another_run_holds_is_waited_for_a_bounded_time_and_named(
+    stage, monkeypatch, totesys_dsn, warehouse_dsn, tmp_path
+):
+    """An overlapping run, or a replay, holds the stage's lock: this run gives up after
+    LOCK_WAIT with an error the state machine retries, naming who holds the lock, where an
+    unbounded wait ended in the function's timeout."""
+    monkeypatch.setattr(totes.pipeline.db, "LOCK_WAIT", "300ms")
+    dsn = totesys_dsn if stage == "extract" else warehouse_dsn
+    lock = EXTRACT_LOCK_ID if stage == "extract" else LOAD_LOCK_ID
+    lake = Lake.from_uri(str(tmp_path / "lake"))
+    holder = psycopg2.connect(dsn, application_name="totes-replay-by-hand")
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (lock,))
+        with pytest.raises(DatabaseUnavailableError) as caught:
+            if stage == "extract":
+                run_extract(lake, totesys_dsn)
+            else:
+                run_load(lake, warehouse_dsn)
+    finally:
+        holder.close()
+    assert str(caught.value).startswith(
+        f"another {stage} holds the lock this run needs (totes-replay-by-hand, since "
+    )
+    assert "this run waited 300ms for it" in str(caught.value)
+    # Once it is free, the same call goes through.
+    assert (run_extract if stage == "extract" else run_load)(lake, dsn) is not None
