@@ -29,10 +29,12 @@ from totes.local.embedded_postgres import state_dir
 from totes.local.psql import run_psql
 from totes.local.report import format_summary
 from totes.local.runner import RunSettings, execute_pipeline
-from totes.pipeline.config import ConfigurationError
+from totes.pipeline.config import ConfigurationError, warehouse_dsn_from_env
+from totes.pipeline.db import DatabaseUnavailableError, connect
 from totes.pipeline.events import REPLAY_ALL
-from totes.pipeline.lake import Lake
+from totes.pipeline.lake import Lake, LakeError
 from totes.pipeline.redact import password_of, redact, redact_dsn
+from totes.pipeline.registers import batch_state
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
 from totes.totesys import seed, simulate
 from totes.totesys.database import read_only_dsn
@@ -160,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     skip.add_argument(
         "--lake", help="a folder, or s3://bucket[/prefix]; default: $LAKE, else the local one"
     )
+    skip.add_argument(
+        "--warehouse-dsn",
+        help="checked first: a batch it holds is refused (default: $WAREHOUSE_DSN, else the"
+        " embedded one; with --aws, the configured one if any)",
+    )
     skip.set_defaults(handler=_skip)
     status_cli.add_parser(commands)
     reconcile_parser = commands.add_parser(
@@ -282,6 +289,7 @@ def _skip(args: argparse.Namespace) -> int:
         lake = status_cli.deployed_lake(args.lake, Names(args.environment))
     else:
         lake = Lake.from_uri(_lake(args))
+    _refuse_a_loaded_batch(args)
     at = datetime.now(UTC).isoformat(timespec="seconds")
     record = lake.record_skip(args.batch_id, args.reason, by=getpass.getuser(), at=at)
     print(
@@ -289,6 +297,30 @@ def _skip(args: argparse.Namespace) -> int:
         " warehouse and delivers its rows again from ToteSys."
     )
     return 0
+
+
+def _refuse_a_loaded_batch(args: argparse.Namespace) -> None:
+    """A skip is for a batch that cannot be delivered: one the warehouse holds was, and
+    skipping it would make the next extract copy everything again for nothing."""
+    if args.warehouse_dsn or not args.aws:
+        dsn = args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
+    else:
+        try:
+            dsn = warehouse_dsn_from_env()
+        except ConfigurationError:
+            _say("(no warehouse configured: not checked that it does not hold the batch)")
+            return
+    try:
+        with connect(dsn, application_name="totes-skip") as conn, conn.cursor() as cur:
+            state = batch_state(cur, args.batch_id)
+    except DatabaseUnavailableError as exc:
+        _say(f"(the warehouse could not be read, so not checked: {exc})")
+        return
+    if state == "loaded":
+        raise LakeError(
+            f"batch {args.batch_id} is in the warehouse already (etl_loaded_batch: loaded): a"
+            " skip is for a batch that cannot be delivered, and this one was"
+        )
 
 
 def _reconcile(args: argparse.Namespace) -> int:

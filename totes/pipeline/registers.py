@@ -61,6 +61,18 @@ def table_exists(cur: Cursor, name: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def batch_state(cur: Cursor, batch_id: str) -> str | None:
+    """``loaded`` or ``skipped`` as the warehouse's register has the batch; None if not there."""
+    if not table_exists(cur, BATCH_TABLE):
+        return None
+    cur.execute(
+        sql.SQL("SELECT status FROM {} WHERE batch_id = %s").format(sql.Identifier(BATCH_TABLE)),
+        (batch_id,),
+    )
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
 def deletion_register_exists(cur: Cursor) -> bool:
     """Whether the warehouse has the register; a warehouse without one has no deletions."""
     return table_exists(cur, DELETION_TABLE)

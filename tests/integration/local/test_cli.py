@@ -12,6 +12,7 @@ from tests.integration.conftest import wrong_password_dsn
 from tests.support.sql import execute
 from totes.local.cli import main
 from totes.local.psql import psql_command
+from totes.pipeline.lake import Lake
 from totes.totesys.database import read_only_dsn
 
 
@@ -218,6 +219,23 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(capsys, monkeypatch):
     monkeypatch.setattr("totes.local.cli.status_cli.run", gone)
     code, _, err = run_cli(capsys, "status")
     assert code == 141 and err == ""
+
+
+def test_skip_refuses_a_batch_the_warehouse_holds(capsys, totesys_dsn, warehouse_dsn, tmp_path):
+    lake = str(tmp_path / "lake")
+    databases = ["--source-dsn", totesys_dsn, "--warehouse-dsn", warehouse_dsn]
+    code, out, err = run_cli(capsys, "run", *databases, "--lake", lake, "--json")
+    assert code == 0, err
+    (loaded,) = json.loads(out)["load"]["loaded_batch_ids"]
+
+    code, _, err = run_cli(
+        capsys, "skip", loaded, "--reason", "by mistake", "--lake", lake,
+        "--warehouse-dsn", warehouse_dsn,
+    )  # fmt: skip
+
+    assert code == 1
+    assert f"batch {loaded} is in the warehouse already (etl_loaded_batch: loaded)" in err
+    assert Lake.from_uri(lake).skipped() == {}
 
 
 def test_settings_come_from_a_dotenv_file(
