@@ -33,8 +33,10 @@ def scan(lake: Lake, table: str) -> pl.LazyFrame:
     parts = []
     for batch_id in lake.transformed_batches():
         output = lake.processed_manifest(batch_id).tables.get(table)
-        if output is not None and output.key is not None:
-            path = Path(lake.processed.location(output.key))
+        if output is None:
+            continue
+        for part in output.files:  # every part of a table in parts, not only the first
+            path = Path(lake.processed.location(part.key))
             parts.append(
                 pl.scan_parquet(path).with_columns(
                     # Files written before times of day became text hold Parquet TIME.

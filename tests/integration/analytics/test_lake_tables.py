@@ -8,6 +8,9 @@ import pytest
 from tests.support.sql import one, query
 from totes.analytics import lake_tables
 from totes.analytics.warehouse import Warehouse
+from totes.pipeline.extract import ExtractSettings, run_extract
+from totes.pipeline.lake import Lake
+from totes.pipeline.transform import run_transform
 from totes.schema.warehouse import FACTS, warehouse_table
 
 
@@ -62,3 +65,13 @@ def test_there_is_history_in_the_lake(generated):
 def test_an_empty_lake_reads_as_empty_tables(tmp_path):
     lake = lake_tables.Lake.from_uri(str(tmp_path / "nothing"))
     assert lake_tables.revenue_by_month(lake).height == 0
+
+
+def test_a_table_in_parts_is_read_whole(totesys_dsn, tmp_path):
+    lake = Lake.from_uri(str(tmp_path / "lake"))
+    run_extract(lake, totesys_dsn, ExtractSettings(part_rows=7))
+    (batch_id,) = run_transform(lake)["batch_ids"]
+    output = lake.processed_manifest(batch_id).tables["fact_payment"]
+    assert len(output.files) > 1
+    read = lake_tables.scan(lake, "fact_payment").collect()
+    assert read.height == output.rows == one(totesys_dsn, "SELECT count(*) FROM payment")
