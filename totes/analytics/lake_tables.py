@@ -54,18 +54,49 @@ def current(lake: Lake, table: str) -> pl.LazyFrame:
 
     Facts: the version with the latest (batch_id, last_updated_date, last_updated_time),
     the order of the warehouse's ``<fact>_current`` views (its ``batch_id`` may be a later
-    batch that re-read the same version; the warehouse keeps the first). Dimensions: the
+    batch that re-read the same version; the warehouse keeps the first), without the ids
+    deleted in ToteSys (``deleted_ids``), as those views leave them out. Dimensions: the
     latest batch's row (the load's upsert never lets an older batch win).
     """
     spec = warehouse_table(table)
     order = ["batch_id"]
     if spec.kind == "fact":
         order = ["batch_id", "last_updated_date", "last_updated_time"]
-    return (
+    latest = (
         scan(lake, table)
         .sort(order, maintain_order=True)
         .unique(subset=spec.key, keep="last", maintain_order=True)
     )
+    if spec.kind != "fact":
+        return latest
+    gone = pl.LazyFrame({spec.key: sorted(deleted_ids(lake, table))}, schema={spec.key: pl.Int32})
+    return latest.join(gone, on=spec.key, how="anti", maintain_order="left")
+
+
+def deleted_ids(lake: Lake, table: str) -> set[int]:
+    """Ids of ``table`` gone from ToteSys, as the load marks them: an id a batch holds
+    completely (its snapshot: the whole table, or id buckets) but has no row for, and did
+    not set aside, is deleted, until a later batch has a row for it again."""
+    key = warehouse_table(table).key
+    seen: set[int] = set()
+    deleted: set[int] = set()
+    for batch_id in lake.transformed_batches():
+        output = lake.processed_manifest(batch_id).tables.get(table)
+        if output is None:
+            continue
+        here: set[int] = set()
+        for part in output.files:
+            ids = pl.read_parquet(lake.processed.location(part.key), columns=[key])[key]
+            here.update(ids.to_list())
+        seen |= here
+        deleted -= here  # back again
+        snapshot = output.snapshot
+        if snapshot is None:
+            continue
+        buckets = set(snapshot.buckets or ())
+        covered = seen if snapshot.full else {i for i in seen if i // snapshot.width in buckets}
+        deleted |= covered - here - set(output.quarantined_ids)
+    return deleted
 
 
 def revenue_by_month(lake: Lake) -> pl.DataFrame:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from tests.support.sql import one, query
+from tests.support.sql import execute, one, query
 from totes.analytics import lake_tables
 from totes.analytics.warehouse import Warehouse
 from totes.pipeline.extract import ExtractSettings, run_extract
 from totes.pipeline.lake import Lake
+from totes.pipeline.load import run_load
 from totes.pipeline.transform import run_transform
 from totes.schema.warehouse import FACTS, warehouse_table
 
@@ -75,3 +76,25 @@ def test_a_table_in_parts_is_read_whole(totesys_dsn, tmp_path):
     assert len(output.files) > 1
     read = lake_tables.scan(lake, "fact_payment").collect()
     assert read.height == output.rows == one(totesys_dsn, "SELECT count(*) FROM payment")
+
+
+def test_ids_deleted_in_totesys_are_left_out_as_the_current_views_leave_them_out(
+    totesys_dsn, warehouse_dsn, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path / "lake"))
+
+    def run() -> None:
+        run_extract(lake, totesys_dsn)
+        run_transform(lake)
+        run_load(lake, warehouse_dsn)
+
+    run()
+    gone = one(totesys_dsn, "SELECT max(payment_id) FROM payment")
+    execute(totesys_dsn, "DELETE FROM payment WHERE payment_id = %s", (gone,))
+    run()  # reconciliation finds the deletion: the warehouse marks it
+
+    assert lake_tables.deleted_ids(lake, "fact_payment") == {gone}
+    from_lake = lake_tables.current(lake, "fact_payment").collect()["payment_id"].to_list()
+    in_warehouse = query(warehouse_dsn, "SELECT payment_id FROM fact_payment_current")
+    assert sorted(from_lake) == sorted(i for (i,) in in_warehouse)
+    assert gone not in from_lake
