@@ -144,7 +144,8 @@ def _held_since(cur: Cursor, lock_id: int) -> str:
     cur.execute(
         "SELECT a.application_name, coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC'"
         " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s LIMIT 1",
         (lock_id,),
     )
@@ -153,8 +154,9 @@ def _held_since(cur: Cursor, lock_id: int) -> str:
         cur.connection.rollback()
     if not found:
         return ""
-    application, since = found
-    return f" ({application or 'a session'}, since {since:%H:%M:%S} UTC)"
+    application, since = found  # both NULL for another role's session
+    when = f", since {since:%H:%M:%S} UTC" if since is not None else ""
+    return f" ({application or 'a session of another role'}{when})"
 
 
 def _is_authentication_failure(error: DatabaseUnavailableError) -> bool:

@@ -658,6 +658,10 @@ def _extract_table(
     changed: list[int] = []
     stored: BucketChecksums | None = None
     delivered = {*before.delivered_buckets, *(pk // BUCKET_WIDTH for pk in new_ids)}
+    if base.repairs and baseline is not None:
+        # Reconciled against the state before a skipped batch: what was delivered since that
+        # state's pass, up to the skipped batch (whose own pass is lost with it), counts too.
+        delivered |= set(baseline.delivered_buckets)
     if _reconcile_due(writer.settings, base, baseline, now):
         source = surveyor.survey(table).checksums
         changed = sorted({*source.changed_since(base.checksums(table.name)), *delivered})

@@ -59,7 +59,7 @@ def redact(text: str, *secrets: str | None) -> str:
 
 def password_of(dsn: str) -> str | None:
     """The password a DSN carries (key/value or URI form), or None; never raises."""
-    if "://" in dsn:
+    if re.match(r"\s*[a-z][a-z0-9+.-]*://", dsn, re.IGNORECASE):  # a URI, not key/value
         if match := re.search(r"""[?&]password=([^\s&]+)""", dsn, re.I):
             return unquote(match.group(1))
     elif match := _DSN_PASSWORD.search(dsn):

@@ -21,6 +21,7 @@ from totes.pipeline.lake import Lake
 from totes.pipeline.load import LOAD_LOCK_ID, run_load
 from totes.pipeline.observability import stage_handler
 from totes.pipeline.secrets import dsn_from_secret
+from totes.totesys.database import read_only_dsn
 
 PASSWORDS = ("first-Passw0rd", "second-Passw0rd", "third-Passw0rd")
 
@@ -186,3 +187,19 @@ def test_a_lock_another_run_holds_is_waited_for_a_bounded_time_and_named(
     assert "this run waited 300ms for it" in str(caught.value)
     # Once it is free, the same call goes through.
     assert (run_extract if stage == "extract" else run_load)(lake, dsn) is not None
+
+
+def test_a_lock_held_by_a_session_this_role_cannot_see_is_still_a_retried_error(
+    monkeypatch, totesys_dsn, tmp_path
+):
+    monkeypatch.setattr(totes.pipeline.db, "LOCK_WAIT", "300ms")
+    reader = read_only_dsn(totesys_dsn, "t_lock_reader")  # cannot see others' sessions
+    holder = psycopg2.connect(totesys_dsn, application_name="totes-extract")
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (EXTRACT_LOCK_ID,))
+        # It sees who, but not since when (another role's session): still the same error.
+        with pytest.raises(DatabaseUnavailableError, match=r"needs \(totes-extract\); this"):
+            run_extract(Lake.from_uri(str(tmp_path / "lake")), reader)
+    finally:
+        holder.close()

@@ -318,6 +318,36 @@ def test_a_late_commit_stamped_before_the_version_it_overwrites_is_current(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+def test_a_deletion_whose_pass_was_in_a_skipped_batch_is_found_by_the_repair(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    not_due = ExtractSettings(reconcile_interval=timedelta(days=1), every_run_rows=0)
+
+    def run(settings: ExtractSettings | None = None) -> dict:
+        extracted = run_extract(folder_lake, totesys_dsn, settings)
+        run_transform(folder_lake)
+        return {"extract": extracted, "load": run_load(folder_lake, warehouse_dsn)}
+
+    run()
+    stamp = source_now(totesys_dsn)
+    execute(
+        totesys_dsn,
+        "INSERT INTO design (design_id, created_at, design_name, file_location, file_name,"
+        " last_updated) VALUES (100000, %s, 'Brief', '/b', 'b.json', %s)",
+        (stamp, stamp),
+    )
+    run(not_due)  # delivered by its last_updated
+    execute(totesys_dsn, "DELETE FROM design WHERE design_id = 100000")
+    # The pass that sees the deletion is in a batch an operator then skips.
+    passed = run_extract(folder_lake, totesys_dsn, ExtractSettings(force_reconcile=True))
+    folder_lake.record_skip(passed["batch_id"], "damaged", by="test", at="2026-11-28T00:00:00")
+
+    repair = run(not_due)
+
+    assert repair["load"]["deleted"] == {"dim_design": 1}
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
 def test_running_each_stage_twice_changes_nothing(
     folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
 ):

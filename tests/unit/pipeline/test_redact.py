@@ -24,6 +24,8 @@ from totes.pipeline.redact import MASK, password_of, redact, redact_dsn
             "s3cret",
             "postgresql://reader@db/wh?password=***",
         ),
+        # Key/value, though the password looks like a URI's start.
+        ("host=h password=ab://cd dbname=x", "ab://cd", "host=h password=*** dbname=x"),
         # libpq reads a backslash-escaped space as part of an unquoted value.
         (
             r"host=db password=Correct\ Horse dbname=wh",
