@@ -20,6 +20,7 @@ from totes.contract import (
 from totes.contract import STAGE_STATES as CONTRACT_STAGE_STATES
 from totes.pipeline.db import DatabaseUnavailableError
 from totes.pipeline.errors import UndeliverableBatchError
+from totes.pipeline.lake import DamagedObjectError
 
 # Stages that connect to a database, whose unreachability is worth retrying.
 STAGE_STATES = tuple(CONTRACT_STAGE_STATES.values())
@@ -348,6 +349,13 @@ def test_every_undeliverable_batch_error_gets_the_skip_advice(states: dict[str, 
     assert choice["Next"] == "Advice: undeliverable batch"
     advice = states["Advice: undeliverable batch"]["Result"]["text"]
     assert "totes skip" in advice and "--reason" in advice
+
+
+def test_a_damaged_lake_object_gets_the_advice_to_restore_it(states: dict[str, dict]) -> None:
+    choices = states["Can a retry help?"]["Choices"]
+    (damaged,) = [c for c in choices if c.get("StringEquals") == DamagedObjectError.__name__]
+    advice = states[damaged["Next"]]["Result"]["text"]
+    assert "Restore its earlier version" in advice and "Skipping its batch does not help" in advice
 
 
 def test_a_run_with_warnings_sends_one_warning_email(states: dict[str, dict]) -> None:

@@ -42,7 +42,6 @@ from typing import Self, TypeVar
 from urllib.parse import urlparse
 
 from totes.pipeline.checksums import BucketChecksums
-from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store
 
 MANIFESTS = "_manifests/"
@@ -57,9 +56,10 @@ class LakeError(Exception):
     """The lake holds something the pipeline cannot use; the message says which object."""
 
 
-class DamagedObjectError(UndeliverableBatchError, LakeError):
+class DamagedObjectError(LakeError):
     """A manifest, checksum file or skip record that cannot be read: changed or cut after
-    it was written (the lake never overwrites one)."""
+    it was written (the lake never overwrites one). Not an undeliverable batch: skipping
+    its batch does not help, the next extract reads it too; its earlier version does."""
 
 
 T = TypeVar("T")
@@ -75,7 +75,7 @@ def _read(store: ObjectStore, key: str, parse: Callable[[bytes], T]) -> T:
         raise DamagedObjectError(
             f"{store.location(key)} cannot be read ({type(exc).__name__}: {exc}): it was changed"
             " or cut after it was written. The lake's buckets keep every version: restore the"
-            " object's earlier one, or skip its batch"
+            " object's earlier one"
         ) from None
 
 
