@@ -45,6 +45,8 @@ def test_every_chart_has_a_title_and_labelled_axes_with_units(warehouse, view):
 def test_revenue_lines_are_the_views_numbers(warehouse):
     frame = warehouse.view("report_revenue_by_month")
     (ax,) = charts.revenue_by_month(frame).axes
+    # One line per currency the view has, none missing (else the loop below checks nothing).
+    assert {line.get_label() for line in ax.get_lines()} == set(frame["currency_code"]) != set()
     for line in ax.get_lines():
         code = line.get_label()
         expected = frame.filter(pl.col("currency_code") == code).sort("month")["revenue"]

@@ -14,7 +14,6 @@ import polars as pl
 import pytest
 from psycopg2 import sql
 
-import totes.pipeline.load
 from tests.support.oracle import differences
 from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
@@ -37,13 +36,6 @@ from totes.schema.source import SOURCE_TABLES
 from totes.schema.warehouse import WAREHOUSE_TABLES, warehouse_table
 
 PART_ROWS = 7
-
-
-@pytest.fixture(params=["row by row", "in bulk"])
-def key_checks(request, monkeypatch) -> str:
-    if request.param == "in bulk":
-        monkeypatch.setattr(totes.pipeline.load, "BULK_CHECK_ROWS", 0)
-    return request.param
 
 
 def pipeline(lake: Lake, source: str, warehouse: str, part_rows: int | None = None) -> None:
