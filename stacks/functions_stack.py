@@ -27,7 +27,7 @@ from constructs import Construct
 from stacks.config import DeployConfig
 from stacks.lambda_packaging import ARCHITECTURE, PYTHON_VERSION
 from stacks.nag_acknowledgments import Reason, acknowledge, acknowledge_wildcards
-from totes.contract import METRICS_NAMESPACE
+from totes.contract import FUNCTION_LIMITS, METRICS_NAMESPACE
 from totes.pipeline.lake import SKIPPED  # operators' skip records: _skipped/
 
 RUNTIME = getattr(lambda_.Runtime, "PYTHON_" + PYTHON_VERSION.replace(".", "_"))
@@ -77,16 +77,18 @@ class FunctionSpec:
     description: str
 
 
+_DESCRIPTIONS = {
+    "extract": "ToteSys -> ingestion lake: one CSV per changed table",
+    "transform": "Ingestion lake -> processed lake: star schema as Parquet",
+    "load": "Processed lake -> warehouse: one transaction per batch",
+}
 FUNCTIONS: dict[str, FunctionSpec] = {
-    "extract": FunctionSpec(
-        512, Duration.minutes(5), "ToteSys -> ingestion lake: one CSV per changed table"
-    ),
-    "transform": FunctionSpec(
-        2048, Duration.minutes(10), "Ingestion lake -> processed lake: star schema as Parquet"
-    ),
-    "load": FunctionSpec(
-        1024, Duration.minutes(10), "Processed lake -> warehouse: one transaction per batch"
-    ),
+    stage: FunctionSpec(
+        FUNCTION_LIMITS[stage].memory_mb,
+        Duration.seconds(FUNCTION_LIMITS[stage].timeout_seconds),
+        description,
+    )
+    for stage, description in _DESCRIPTIONS.items()
 }
 
 

@@ -130,3 +130,19 @@ def substitute(definition: str, values: Mapping[str, object]) -> str:
     """Fill ``${Name}`` placeholders the way CDK's ``definition_substitutions`` does."""
     check_substitutions(definition, values)
     return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), definition)
+
+
+@dataclass(frozen=True)
+class FunctionLimits:
+    """A stage's deployed Lambda memory and time limit: the AWS app sets them, the local
+    runner says when a call would have passed them (it runs handlers in-process, unbounded)."""
+
+    memory_mb: int
+    timeout_seconds: int
+
+
+FUNCTION_LIMITS: dict[str, FunctionLimits] = {
+    "extract": FunctionLimits(512, 5 * 60),
+    "transform": FunctionLimits(2048, 10 * 60),
+    "load": FunctionLimits(1024, 10 * 60),
+}

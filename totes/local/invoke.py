@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from totes.contract import Names
+from totes.contract import FUNCTION_LIMITS, Names
 from totes.pipeline.redact import password_of, redact
 
 
@@ -126,6 +126,12 @@ def make_invoke(
                 payload = result
                 seconds = time.monotonic() - started
                 progress(f"  {stage}: {_describe(result)} in {seconds:.1f} s")
+                if seconds > (limit := FUNCTION_LIMITS[stage].timeout_seconds):
+                    progress(
+                        f"  warning: {stage} took {seconds:.0f} s, past its deployed limit of"
+                        f" {limit} s: on AWS this call would have been stopped, and the run"
+                        " would have failed"
+                    )
         return json.dumps(payload, default=str).encode("utf-8")
 
     return invoke

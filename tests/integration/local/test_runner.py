@@ -15,7 +15,7 @@ from psycopg2 import sql
 
 import totes.local.invoke
 from tests.support.sql import one
-from totes.contract import read_definition
+from totes.contract import FUNCTION_LIMITS, FunctionLimits, read_definition
 from totes.local.embedded_postgres import EmbeddedPostgres
 from totes.local.report import RunReport
 from totes.local.runner import LocalExecutionError, RunSettings, execute_pipeline
@@ -159,6 +159,19 @@ def test_an_unreachable_source_is_retried_then_alerted_once(
     )
     assert "dbname" not in alert["message"]  # the DSN is not echoed
     assert counts(settings.warehouse_dsn, WAREHOUSE_TABLE_NAMES) == {}
+
+
+def test_a_call_past_its_deployed_time_limit_is_warned_of(settings: RunSettings, monkeypatch):
+    # The handlers run in-process, unbounded: the run says what AWS would have stopped.
+    limits = {**FUNCTION_LIMITS, "load": FunctionLimits(1024, 0)}
+    monkeypatch.setattr(totes.local.invoke, "FUNCTION_LIMITS", limits)
+    progress: list[str] = []
+    report = execute_pipeline(settings, progress=progress.append)
+    assert report.status == "SUCCEEDED"
+    warned = [line.strip() for line in progress if "warning" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: load took ")
+    assert warned[0].endswith("past its deployed limit of 0 s: on AWS this call would have"
+                              " been stopped, and the run would have failed")  # fmt: skip
 
 
 @pytest.mark.parametrize("stage", ["extract", "transform", "load"])
