@@ -155,9 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     skip.add_argument(
         "--environment",
-        default=os.environ.get(status_cli.ENVIRONMENT_VARIABLE, "dev"),
         help=f"the deployment's environment with --aws (default: "
-        f"${status_cli.ENVIRONMENT_VARIABLE} or dev)",
+        f"${status_cli.ENVIRONMENT_VARIABLE}, .env included, or dev)",
     )
     skip.add_argument(
         "--lake", help="a folder, or s3://bucket[/prefix]; default: $LAKE, else the local one"
@@ -286,7 +285,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _skip(args: argparse.Namespace) -> int:
     if args.aws:
-        lake = status_cli.deployed_lake(args.lake, Names(args.environment))
+        lake = status_cli.deployed_lake(args.lake, Names(status_cli.environment_of(args)))
     else:
         lake = Lake.from_uri(_lake(args))
     _refuse_a_loaded_batch(args)
@@ -328,9 +327,13 @@ def _reconcile(args: argparse.Namespace) -> int:
     return reconcile.command(
         args,
         source_dsn=lambda: (
-            args.source_dsn or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
+            args.source_dsn
+            or os.environ.get("SOURCE_DSN")
+            or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
         ),
-        warehouse_dsn=lambda: args.warehouse_dsn or environment.warehouse_dsn(),
+        warehouse_dsn=lambda: (
+            args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
+        ),
         say=_say,
     )
 

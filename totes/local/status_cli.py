@@ -48,8 +48,8 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--environment",
-        default=os.environ.get(ENVIRONMENT_VARIABLE, "dev"),
-        help=f"the deployment's environment with --aws (default: ${ENVIRONMENT_VARIABLE} or dev)",
+        help=f"the deployment's environment with --aws (default: ${ENVIRONMENT_VARIABLE}, .env"
+        " included, or dev)",
     )
     parser.add_argument("--source-dsn", help="ToteSys (default: $SOURCE_DSN, ...)")
     parser.add_argument("--warehouse-dsn", help="the warehouse (default: $WAREHOUSE_DSN, ...)")
@@ -90,6 +90,11 @@ def _configured_dsn(given: str | None, read: Any) -> str | None:
         return None
 
 
+def environment_of(args: argparse.Namespace) -> str:
+    """--environment, else $TOTES_ENVIRONMENT (read now: after .env is loaded), else dev."""
+    return args.environment or os.environ.get(ENVIRONMENT_VARIABLE, "dev")
+
+
 def deployed_lake(lake_uri: str | None, names: Names) -> Lake:
     """The deployed pipeline's lake: ``lake_uri``, else $LAKE or $INGESTION_BUCKET and
     $PROCESSED_BUCKET, else the deployment's own two buckets (the Lambdas' layout)."""
@@ -113,7 +118,7 @@ def deployed_lake(lake_uri: str | None, names: Names) -> Lake:
 def aws_status(args: argparse.Namespace) -> Status:
     import boto3
 
-    names = Names(args.environment)
+    names = Names(environment_of(args))
     sfn = boto3.client("stepfunctions")
 
     def executions() -> Any:

@@ -211,6 +211,14 @@ def test_verbose_may_follow_the_command_as_the_error_line_suggests(capsys):
         main(["reconcile", *databases, "--verbose"])  # the trace, not a usage error
 
 
+def test_reconcile_reads_the_databases_from_the_environment(capsys, monkeypatch):
+    monkeypatch.setenv("SOURCE_DSN", "host=127.0.0.1 port=1 dbname=totesys user=operator")
+    monkeypatch.setenv("WAREHOUSE_DSN", "host=127.0.0.1 port=1 dbname=wh user=operator")
+    code, _, err = run_cli(capsys, "reconcile")
+    assert code == 2
+    assert "cannot connect to the database operator@127.0.0.1:1/" in err  # not the embedded
+
+
 def test_a_reader_that_goes_away_ends_the_output_quietly(capsys, monkeypatch):
     def gone(args):
         raise BrokenPipeError

@@ -213,3 +213,13 @@ def test_skip_on_aws_writes_to_the_deployments_ingestion_bucket(aws, monkeypatch
     assert code == 0, err
     assert f"Batch {batch_id} is skipped (truncated CSV)" in out
     assert list(deployed.skipped()) == [batch_id]
+
+
+def test_the_environment_may_come_from_the_dotenv_file(aws, capsys, monkeypatch, tmp_path):
+    env_file = tmp_path / "laptop.env"
+    env_file.write_text("TOTES_ENVIRONMENT=prod\nLAKE=s3://lake\n")
+    monkeypatch.setenv("TOTES_ENV_FILE", str(env_file))
+    for name in ("TOTES_ENVIRONMENT", "LAKE"):
+        monkeypatch.delenv(name, raising=False)
+    _, out, _ = run_cli(capsys, "status", "--aws")
+    assert "Terrific Totes status (aws, terrific-totes-prod)" in out
