@@ -8,6 +8,10 @@ environment variables. An exception becomes what the Lambda runtime would return
 matches our exception class names exactly as on AWS (e.g. ``DatabaseUnavailableError`` is
 retried).
 
+Calls run as moto's engine makes them: a Map's iterations at once, up to its
+MaxConcurrency, as on AWS. The run's environment variables are set once for the whole
+execution (``runner.execute_pipeline``), not per call: ``os.environ`` is process-wide.
+
 Failure injection (``totes run --fail-at STAGE``) lives here, in the local wrapper: the
 handlers that ship to AWS know nothing of it.
 """
@@ -17,7 +21,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -82,8 +85,8 @@ def make_invoke(
     fail_at: str | None,
     progress: Callable[[str], None],
 ) -> Callable[..., bytes]:
-    """A replacement for ``LambdaSimpleBackend.invoke`` that runs our handlers."""
-    lock = threading.Lock()
+    """A replacement for ``LambdaSimpleBackend.invoke`` that runs our handlers (with
+    ``handler_environment`` already set: see the module's docstring)."""
     # What a stage's error may echo and nobody may see: the passwords of the run's DSNs.
     passwords = [password_of(v) for k, v in handler_environment.items() if k.endswith("_DSN")]
 
@@ -103,35 +106,33 @@ def make_invoke(
             aws_request_id=str(uuid.uuid4()),
             invoked_function_arn=function_name,
         )
-        # One invocation at a time: os.environ is process-wide.
-        with lock, environment(handler_environment):
-            progress(f"  {stage} ...")
-            started = time.monotonic()
-            try:
-                if stage == fail_at:
-                    raise InjectedFailure(f"failure injected into the {stage} stage (--fail-at)")
-                result = call_handler(stage, event, context)
-            except Exception as exc:
-                message = redact(str(exc), *passwords)
-                progress(f"  {stage} failed: {type(exc).__name__}: {message}")
-                # What the Python runtime returns for an unhandled exception.
-                response_headers["x-amz-function-error"] = "Unhandled"
-                payload: Any = {
-                    "errorMessage": message,
-                    "errorType": type(exc).__name__,
-                    "requestId": context.aws_request_id,
-                    "stackTrace": [],
-                }
-            else:
-                payload = result
-                seconds = time.monotonic() - started
-                progress(f"  {stage}: {_describe(result)} in {seconds:.1f} s")
-                if seconds > (limit := FUNCTION_LIMITS[stage].timeout_seconds):
-                    progress(
-                        f"  warning: {stage} took {seconds:.0f} s, past its deployed limit of"
-                        f" {limit} s: on AWS this call would have been stopped, and the run"
-                        " would have failed"
-                    )
+        progress(f"  {stage} ...")
+        started = time.monotonic()
+        try:
+            if stage == fail_at:
+                raise InjectedFailure(f"failure injected into the {stage} stage (--fail-at)")
+            result = call_handler(stage, event, context)
+        except Exception as exc:
+            message = redact(str(exc), *passwords)
+            progress(f"  {stage} failed: {type(exc).__name__}: {message}")
+            # What the Python runtime returns for an unhandled exception.
+            response_headers["x-amz-function-error"] = "Unhandled"
+            payload: Any = {
+                "errorMessage": message,
+                "errorType": type(exc).__name__,
+                "requestId": context.aws_request_id,
+                "stackTrace": [],
+            }
+        else:
+            payload = result
+            seconds = time.monotonic() - started
+            progress(f"  {stage}: {_describe(result)} in {seconds:.1f} s")
+            if seconds > (limit := FUNCTION_LIMITS[stage].timeout_seconds):
+                progress(
+                    f"  warning: {stage} took {seconds:.0f} s, past its deployed limit of"
+                    f" {limit} s: on AWS this call would have been stopped, and the run"
+                    " would have failed"
+                )
         return json.dumps(payload, default=str).encode("utf-8")
 
     return invoke

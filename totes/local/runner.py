@@ -164,11 +164,14 @@ def execute_pipeline(
 
     ``progress`` is told when each stage starts and ends (retries show as a new start).
     """
+    handler_environment = settings.handler_environment()
     invoke = make_invoke(
-        LOCAL_NAMES, settings.handler_environment(), fail_at=settings.fail_at, progress=progress
+        LOCAL_NAMES, handler_environment, fail_at=settings.fail_at, progress=progress
     )
     with (
         environment({} if settings.aws_s3 else _fake_credentials()),
+        # For every call of the execution at once: a Map's iterations run side by side.
+        environment(handler_environment),
         mock_aws(config=_moto_config(settings.aws_s3)),
         mock.patch.object(LambdaSimpleBackend, "invoke", invoke),
         _quiet_stage_logs(settings.log_level),
