@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -104,9 +105,10 @@ class ExtractSettings:
 def _compatible_retype(declared: str, found: str) -> bool:
     """A type change every value we expect still fits in (values that do not are set aside
     row by row by the transform, which checks each value against the declared type)."""
-    widenings = {"integer": ("bigint", "numeric")}
-    if found.startswith(widenings.get(declared, ())):
-        return True
+    if declared == "integer":
+        # numeric with a scale writes every integer as '5.00', which is no integer: every row
+        # would be set aside, so that is an incompatible change, which stops the extract.
+        return found in ("bigint", "numeric") or bool(re.fullmatch(r"numeric\(\d+,0\)", found))
     if declared.startswith("character varying") and found.startswith(("character varying", "text")):
         return True
     if declared == "text" and found.startswith("character varying"):
@@ -197,7 +199,9 @@ def _selection(
     if ids is None:
         return sql.SQL("")
     return sql.SQL(
-        " WHERE ({pk} = ANY({ids}::integer[]) OR {bucket} = ANY({b}::integer[]))"
+        # bigint: an id retyped so in ToteSys may have outgrown integer (the transform then
+        # sets its row aside); an integer[] cast would stop every extract instead.
+        " WHERE ({pk} = ANY({ids}::bigint[]) OR {bucket} = ANY({b}::bigint[]))"
     ).format(
         pk=sql.Identifier(table.primary_key),
         ids=sql.Literal(ids),

@@ -346,8 +346,8 @@ def _mark_deletions(
         # Driven by the buckets: a range scan of the key's index per bucket, not a scan of
         # the whole table (a reconciled bucket or two in a table of millions of rows).
         in_snapshot = sql.SQL(
-            "unnest(%s::integer[]) AS b(bucket) JOIN {} t"
-            " ON t.{key} >= b.bucket::bigint * %s AND t.{key} < (b.bucket::bigint + 1) * %s"
+            "unnest(%s::bigint[]) AS b(bucket) JOIN {} t"
+            " ON t.{key} >= b.bucket * %s AND t.{key} < (b.bucket + 1) * %s"
         ).format(sql.Identifier(table.name), key=key)
         params += [list(snapshot.buckets), snapshot.width, snapshot.width]
     params += [batch_id, output.quarantined_ids, table.name]
@@ -355,7 +355,8 @@ def _mark_deletions(
         sql.SQL(
             "INSERT INTO {register} (table_name, id, batch_id)"
             " SELECT DISTINCT %s, t.{key}, %s FROM {in_snapshot}"
-            " WHERE {absent} AND t.{key} <> ALL(%s::integer[])"
+            # bigint: a set-aside id may have outgrown integer (a retyped ToteSys key).
+            " WHERE {absent} AND t.{key} <> ALL(%s::bigint[])"
             " AND NOT EXISTS (SELECT 1 FROM {register} r"
             " WHERE r.table_name = %s AND r.id = t.{key})"
         ).format(register=register, key=key, in_snapshot=in_snapshot, absent=absent),

@@ -110,6 +110,16 @@ def test_a_retyped_column_is_reported_when_values_still_fit_and_stops_when_not(
         extract(totesys_dsn, Lake.from_uri(str(tmp_path)))
 
 
+def test_an_integer_retyped_to_numeric_with_a_scale_stops_the_extract(totesys_dsn, tmp_path):
+    # Every value would read '99501.00', no integer: every row would be set aside.
+    execute(totesys_dsn, "ALTER TABLE sales_order ALTER COLUMN units_sold TYPE numeric(10,2)")
+    with pytest.raises(SchemaDriftError, match="column 'units_sold' is numeric\\(10,2\\)"):
+        extract(totesys_dsn, Lake.from_uri(str(tmp_path)))
+    execute(totesys_dsn, "ALTER TABLE sales_order ALTER COLUMN units_sold TYPE numeric(12,0)")
+    with connect(totesys_dsn) as conn:  # whole numbers: compatible, told once
+        assert any("'units_sold' is numeric(12,0)" in w for w in check_source_schema(conn))
+
+
 def test_a_schema_change_is_told_once_then_only_logged(totesys_dsn, tmp_path):
     lake = Lake.from_uri(str(tmp_path))
     extract(totesys_dsn, lake)

@@ -348,6 +348,31 @@ def test_a_deletion_whose_pass_was_in_a_skipped_batch_is_found_by_the_repair(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+def test_an_id_past_integer_after_a_retype_is_set_aside_and_the_rest_delivered(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    execute(totesys_dsn, "ALTER TABLE design ALTER COLUMN design_id TYPE bigint")  # compatible
+    stamp = source_now(totesys_dsn)
+    execute(
+        totesys_dsn,
+        "INSERT INTO design (design_id, created_at, design_name, file_location, file_name,"
+        " last_updated) VALUES (3000000000, %s, 'Huge', '/h', 'h.json', %s)",
+        (stamp, stamp),
+    )
+    paid = "UPDATE payment SET paid = NOT paid, last_updated = %s WHERE payment_id = 1"
+    execute(totesys_dsn, paid, (stamp,))
+
+    second = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+
+    assert second["transform"]["quarantined"] == {"design": 1}  # reported, not stopping
+    assert (
+        "id 3000000000: column design_id = '3000000000': not an integer"
+        in (second["transform"]["warnings"])
+    )
+    assert second["load"]["rows"].get("fact_payment") == 1  # the rest is delivered
+
+
 def test_running_each_stage_twice_changes_nothing(
     folder_lake, reader_dsn, totesys_dsn, warehouse_dsn
 ):
