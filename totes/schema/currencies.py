@@ -64,5 +64,7 @@ def currency_name(code: str) -> str:
         return ISO_4217_NAMES[code]
     except KeyError:
         raise UnknownCurrencyError(
-            f"currency code {code!r} has no ISO 4217 name in totes/currencies.py: add it there"
+            f"currency code {code!r} has no ISO 4217 name in totes/schema/currencies.py: add it"
+            " there and deploy, then touch the currency's row in ToteSys (a new last_updated):"
+            " nothing else brings a row set aside for the code back"
         ) from None
