@@ -30,7 +30,7 @@ from totes.local.runner import history, stage_outputs
 from totes.pipeline.db import connect
 from totes.pipeline.lake import QUARANTINE, Lake, batch_id_of
 from totes.pipeline.redact import redact
-from totes.pipeline.registers import BATCH_TABLE
+from totes.pipeline.registers import BATCH_TABLE, WAITING_TABLE
 from totes.schema.source import SOURCE_TABLE_NAMES
 
 # The promise made to the business: the warehouse is never more than 30 minutes behind.
@@ -69,6 +69,15 @@ class PendingBatch:
 
 
 @dataclass
+class WaitingRows:
+    """Fact rows of one table waiting for their dimension rows (``etl_waiting_row``)."""
+
+    table: str
+    rows: int
+    oldest_since: str  # when the longest-waiting one was set aside (ISO, UTC)
+
+
+@dataclass
 class HeldBackBatch:
     """A batch kept out of the warehouse on purpose (quarantined, or skipped by a person)."""
 
@@ -104,6 +113,7 @@ class Status:
     held_back: list[HeldBackBatch]
     last_alert: Alert | None
     alarms_firing: list[str] = field(default_factory=list)
+    waiting: list[WaitingRows] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
     # False when the warehouse's register (or the lake) could not be read: ``pending`` then
     # lists only what is known to be pending, not every batch that is.
@@ -306,6 +316,26 @@ def _loaded_in_warehouse(warehouse_dsn: str) -> set[str]:
             return {row[0] for row in cur.fetchall()}
 
 
+def waiting_rows(warehouse_dsn: str | None) -> list[WaitingRows]:
+    """What waits in the warehouse for a dimension row, by table (a load warns only once,
+    when a row starts waiting: this is where it stays in sight)."""
+    if warehouse_dsn is None:
+        return []
+    with connect(warehouse_dsn, application_name="totes-status") as conn:
+        conn.set_session(readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (WAITING_TABLE,))
+            if not cur.fetchone()[0]:
+                return []
+            cur.execute(
+                sql.SQL(
+                    "SELECT table_name, count(*), min(waiting_since) FROM {}"
+                    " GROUP BY table_name ORDER BY table_name"
+                ).format(sql.Identifier(WAITING_TABLE))
+            )
+            return [WaitingRows(t, n, _iso(since) or "") for t, n, since in cur.fetchall()]
+
+
 def pending_batches(lake: Lake, warehouse_dsn: str | None) -> tuple[list[PendingBatch], list[str]]:
     """Batches in the lake that the warehouse does not hold yet, oldest first.
 
@@ -405,6 +435,7 @@ def collect(
             notes += more
             pending_known = not any(note.startswith("pending batches:") for note in more)
         held_back = _guarded(notes, "held-back batches", lambda: held_back_batches(lake), [])
+    waiting = _guarded(notes, "waiting rows", lambda: waiting_rows(warehouse_dsn), [])
     alarms = _guarded(notes, "alarms", read_alarms, []) if read_alarms else []
     return Status(
         mode=mode,
@@ -416,6 +447,7 @@ def collect(
         held_back=held_back,
         last_alert=last_alert,
         alarms_firing=alarms,
+        waiting=waiting,
         notes=notes,
         pending_known=pending_known,
     )

@@ -112,6 +112,18 @@ def _pending(status: Status) -> list[str]:
     return lines
 
 
+def _waiting(status: Status) -> list[str]:
+    if not status.waiting:
+        return []
+    lines = ["Fact rows waiting for a dimension row (etl_waiting_row):"]
+    lines += [f"  {w.table}  {w.rows:,}  since {_when(w.oldest_since)} UTC" for w in status.waiting]
+    lines.append(
+        "  They load with the batch that brings their dimension row. One that never comes"
+        " was set aside (the run's warnings named it) or is missing in ToteSys."
+    )
+    return lines
+
+
 def _held_back(status: Status) -> list[str]:
     # Quarantined and skipped batches (totes.local.status.held_back_batches).
     if not status.held_back:
@@ -144,6 +156,7 @@ def format_status(status: Status) -> str:
         _executions(status.executions),
         _tables(status),
         _pending(status),
+        _waiting(status),
         _held_back(status),
         _alerts(status),
     ]

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.support.sql import execute
 from totes.contract import Names
 from totes.local import environment
 from totes.local.cli import main
@@ -24,7 +25,9 @@ from totes.local.status import (
     freshness,
 )
 from totes.local.status_view import format_status
+from totes.pipeline.db import connect
 from totes.pipeline.lake import IngestionManifest, Lake, manifest_key
+from totes.pipeline.load import ensure_warehouse
 from totes.totesys import seed
 from totes.totesys.database import read_only_dsn
 
@@ -223,3 +226,26 @@ def test_the_environment_may_come_from_the_dotenv_file(aws, capsys, monkeypatch,
         monkeypatch.delenv(name, raising=False)
     _, out, _ = run_cli(capsys, "status", "--aws")
     assert "Terrific Totes status (aws, terrific-totes-prod)" in out
+
+
+def test_fact_rows_waiting_for_a_dimension_row_stay_in_sight(tmp_path, warehouse_dsn):
+    with connect(warehouse_dsn) as conn:
+        ensure_warehouse(conn)
+    execute(
+        warehouse_dsn,
+        "INSERT INTO etl_waiting_row (table_name, id, batch_id, row, missing, waiting_since)"
+        " VALUES ('fact_payment', 7, '20261128T153347656456Z', '{}', 'dim_transaction 9',"
+        " '2026-11-28 15:40:00+00'), ('fact_payment', 8, '20261128T160000000000Z', '{}',"
+        " 'dim_transaction 9', '2026-11-28 16:00:00+00')",
+    )
+    status = collect(
+        mode="local",
+        read_executions=lambda: ([], None),
+        lake=Lake.from_uri(str(tmp_path / "lake")),
+        source_dsn=None,
+        warehouse_dsn=warehouse_dsn,
+    )
+    assert [(w.table, w.rows) for w in status.waiting] == [("fact_payment", 2)]
+    shown = format_status(status)
+    assert "Fact rows waiting for a dimension row (etl_waiting_row):" in shown
+    assert "  fact_payment  2  since 2026-11-28 15:40:00 UTC" in shown
