@@ -31,7 +31,7 @@ def scan(lake: Lake, table: str) -> pl.LazyFrame:
     """Every row of ``table`` in every transformed batch, with the batch's id."""
     spec = warehouse_table(table)
     parts = []
-    for batch_id in lake.transformed_batches():
+    for batch_id in _loadable_batches(lake):
         output = lake.processed_manifest(batch_id).tables.get(table)
         if output is None:
             continue
@@ -73,14 +73,21 @@ def current(lake: Lake, table: str) -> pl.LazyFrame:
     return latest.join(gone, on=spec.key, how="anti", maintain_order="left")
 
 
+def _loadable_batches(lake: Lake) -> list[str]:
+    """The transformed batches the load takes: not those an operator skipped."""
+    skipped = lake.skipped()
+    return [b for b in lake.transformed_batches() if b not in skipped]
+
+
 def deleted_ids(lake: Lake, table: str) -> set[int]:
     """Ids of ``table`` gone from ToteSys, as the load marks them: an id a batch holds
     completely (its snapshot: the whole table, or id buckets) but has no row for, and did
     not set aside, is deleted, until a later batch has a row for it again."""
     key = warehouse_table(table).key
     seen: set[int] = set()
+    by_bucket: dict[int, dict[int, set[int]]] = {}  # width -> bucket -> ids seen in it
     deleted: set[int] = set()
-    for batch_id in lake.transformed_batches():
+    for batch_id in _loadable_batches(lake):
         output = lake.processed_manifest(batch_id).tables.get(table)
         if output is None:
             continue
@@ -89,12 +96,23 @@ def deleted_ids(lake: Lake, table: str) -> set[int]:
             ids = pl.read_parquet(lake.processed.location(part.key), columns=[key])[key]
             here.update(ids.to_list())
         seen |= here
+        for width, buckets in by_bucket.items():
+            for i in here:
+                buckets.setdefault(i // width, set()).add(i)
         deleted -= here  # back again
         snapshot = output.snapshot
         if snapshot is None:
             continue
-        buckets = set(snapshot.buckets or ())
-        covered = seen if snapshot.full else {i for i in seen if i // snapshot.width in buckets}
+        if snapshot.full:
+            covered = seen
+        else:  # a reconciled bucket or two: looked up, not a walk over every id seen
+            if snapshot.width not in by_bucket:
+                index: dict[int, set[int]] = {}
+                for i in seen:
+                    index.setdefault(i // snapshot.width, set()).add(i)
+                by_bucket[snapshot.width] = index
+            index = by_bucket[snapshot.width]
+            covered = set().union(*(index.get(b, set()) for b in snapshot.buckets or ()))
         deleted |= covered - here - set(output.quarantined_ids)
     return deleted
 

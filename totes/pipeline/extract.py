@@ -102,9 +102,12 @@ class ExtractSettings:
     part_rows: int = DEFAULT_PART_ROWS
 
 
-def _compatible_retype(declared: str, found: str) -> bool:
+def _compatible_retype(declared: str, found: str, *, key: bool = False) -> bool:
     """A type change every value we expect still fits in (values that do not are set aside
-    row by row by the transform, which checks each value against the declared type)."""
+    row by row by the transform, which checks each value against the declared type). A
+    key only to bigint: its buckets and id ranges are integer arithmetic."""
+    if key:
+        return declared == "integer" and found == "bigint"
     if declared == "integer":
         # numeric with a scale writes every integer as '5.00', which is no integer: every row
         # would be set aside, so that is an incompatible change, which stops the extract.
@@ -145,7 +148,7 @@ def check_source_schema(conn: Connection) -> list[str]:
                 problems.append(f"table {table.name!r} lost column {col.name!r}")
             elif actual != declared:
                 change = f"table {table.name!r} column {col.name!r} is {actual}, not {declared}"
-                if _compatible_retype(declared, actual):
+                if _compatible_retype(declared, actual, key=col.name == table.primary_key):
                     warnings.append(f"{change}; values that do not fit {declared} are set aside")
                 else:
                     problems.append(change)

@@ -58,7 +58,10 @@ def stage_handler(stage: str) -> Callable[[Callable[[dict], dict]], Callable[[di
     def wrap(fn: Callable[[dict], dict]) -> Callable[[dict, Any], dict]:
         @functools.wraps(fn)
         def handler(event: dict, context: Any = None) -> dict:
-            logger.append_keys(stage=stage, request_id=getattr(context, "aws_request_id", None))
+            # Per thread: on a laptop a Map's calls run side by side in one process.
+            logger.thread_safe_append_keys(
+                stage=stage, request_id=getattr(context, "aws_request_id", None)
+            )
             logger.info("stage started", extra={"input": event})
             started = time.monotonic()
             try:

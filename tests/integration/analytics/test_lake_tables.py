@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -98,3 +100,23 @@ def test_ids_deleted_in_totesys_are_left_out_as_the_current_views_leave_them_out
     in_warehouse = query(warehouse_dsn, "SELECT payment_id FROM fact_payment_current")
     assert sorted(from_lake) == sorted(i for (i,) in in_warehouse)
     assert gone not in from_lake
+
+
+def test_a_skipped_batch_is_left_out_as_the_load_leaves_it_out(
+    totesys_dsn, warehouse_dsn, tmp_path
+):
+    lake = Lake.from_uri(str(tmp_path / "lake"))
+    run_extract(lake, totesys_dsn)
+    (damaged,) = run_transform(lake)["batch_ids"]
+    part = lake.processed_manifest(damaged).tables["fact_payment"].files[0]
+    path = Path(lake.processed.location(part.key))
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:100])  # cut: not Parquet any more
+    lake.record_skip(damaged, "a cut Parquet file", by="test", at="2026-11-28T00:00:00")
+    run_extract(lake, totesys_dsn)  # the repair: every row again
+    run_transform(lake)
+    run_load(lake, warehouse_dsn)
+
+    from_lake = lake_tables.current(lake, "fact_payment").collect()["payment_id"].to_list()
+    in_warehouse = query(warehouse_dsn, "SELECT payment_id FROM fact_payment_current")
+    assert sorted(from_lake) == sorted(i for (i,) in in_warehouse) != []

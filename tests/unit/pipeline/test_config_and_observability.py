@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import threading
+from types import SimpleNamespace
 
 import pytest
 
-from totes.pipeline import config
+from totes.pipeline import config, observability
 from totes.pipeline.observability import stage_handler
 from totes.pipeline.tls import RDS_CA_BUNDLE
 
@@ -94,3 +98,40 @@ def test_a_failing_stage_logs_and_re_raises(monkeypatch, caplog):
     assert [(r.levelname, r.error_type, r.error) for r in failed] == [
         ("ERROR", "RuntimeError", "boom")
     ]
+
+
+def test_calls_running_side_by_side_each_log_their_own_request_id(monkeypatch):
+    # On a laptop a Map's calls run in threads of one process, sharing the logger.
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    both_running = threading.Barrier(2)
+
+    @stage_handler("transform")
+    def handler(event: dict) -> dict:
+        both_running.wait(timeout=10)
+        return {"unit": event["unit"]}
+
+    def call(unit: int) -> None:
+        handler({"unit": unit}, SimpleNamespace(aws_request_id=f"request-{unit}"))
+
+    threads = [threading.Thread(target=call, args=(unit,)) for unit in (0, 1)]
+    logger = observability.logger
+    written = io.StringIO()  # the lines as the Lambda's log would hold them
+    handler_of_test = logging.StreamHandler(written)
+    handler_of_test.setFormatter(logger.registered_formatter)
+    level = logger.log_level
+    logger.addHandler(handler_of_test)
+    logger.setLevel("INFO")
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler_of_test)
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    finished = [d for d in lines if d["message"] == "stage finished"]
+    assert {(d["result"]["unit"], d["request_id"]) for d in finished} == {
+        (0, "request-0"),
+        (1, "request-1"),
+    }
