@@ -7,9 +7,8 @@ import json
 import pytest
 
 from stacks.config import DEFAULTS
-from stacks.monitoring_stack import runbook_anchor
 from tests.cdk.cfn import grants, one, render, resources
-from tests.cdk.test_monitoring_stack import RUNBOOKS, github_anchors
+from tests.cdk.test_monitoring_stack import assert_each_links_its_runbook_section
 from totes.contract import AUDIT_TOTAL, DIFFERENCES_METRIC, METRICS_NAMESPACE
 
 SECRET_ARN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
@@ -118,12 +117,7 @@ def test_a_failed_audit_alarms_too(alarms):
 
 
 def test_each_alarm_links_its_runbook_section(alarms):
-    anchors = github_anchors(RUNBOOKS.read_text())
-    for alarm in alarms.values():
-        name = alarm["AlarmName"].removeprefix("terrific-totes-dev.")
-        link = f"Runbook: docs/runbooks.md#{runbook_anchor(name)}"
-        assert alarm["AlarmDescription"].endswith(link)
-        assert runbook_anchor(name) in anchors, f"docs/runbooks.md has no section for {name}"
+    assert_each_links_its_runbook_section(alarms)
 
 
 def test_no_broad_action_and_only_the_runtime_acknowledged(audit):

@@ -88,13 +88,18 @@ def github_anchors(markdown: str) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
-def test_every_alarm_links_its_runbook_section(alarms):
+def assert_each_links_its_runbook_section(alarms: dict) -> None:
+    """Each alarm's description ends with the address of its docs/runbooks.md section."""
     anchors = github_anchors(RUNBOOKS.read_text())
     for alarm in alarms.values():
         name = alarm["AlarmName"].removeprefix("terrific-totes-dev.")
         link = f"Runbook: docs/runbooks.md#{runbook_anchor(name)}"
         assert alarm["AlarmDescription"].endswith(link)
         assert runbook_anchor(name) in anchors, f"docs/runbooks.md has no section for {name}"
+
+
+def test_every_alarm_links_its_runbook_section(alarms):
+    assert_each_links_its_runbook_section(alarms)
 
 
 def test_a_run_that_failed_without_its_own_alert_is_emailed_as_it_ends(monitoring):

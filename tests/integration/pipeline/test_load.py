@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import partial
 
 import polars as pl
 import psycopg2
@@ -147,24 +148,35 @@ def test_a_fact_without_its_dimension_row_waits_for_it_and_loads_when_it_comes(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+def _frame(lake: Lake, manifest: ProcessedManifest, name: str) -> pl.DataFrame:
+    """A warehouse table of a transformed (single-part) batch, as its Parquet holds it."""
+    return pl.read_parquet(io.BytesIO(lake.processed.get(manifest.tables[name].key)))
+
+
+def _put(
+    lake: Lake,
+    batch: str,
+    frames: dict[str, pl.DataFrame],
+    previous: str | None,
+    **snapshots: Snapshot,
+) -> None:
+    """A transformed batch of these tables, written as the transform writes one."""
+    tables = {}
+    for name, table_rows in frames.items():
+        key = f"{name}/{batch}.parquet"
+        lake.processed.put_new(key, to_parquet(table_rows))
+        tables[name] = TableOutput(table_rows.height, key, snapshot=snapshots.get(name))
+    doc = ProcessedManifest(batch, tables, previous_batch_id=previous)
+    lake.processed.put_new(manifest_key(batch), doc.to_json())
+
+
 def test_an_id_gone_from_the_source_is_marked_deleted_though_an_old_version_waits(
     key_checks, transformed, warehouse_dsn, tmp_path
 ):
     lake, batch_id = transformed
     manifest = lake.processed_manifest(batch_id)
     late = Lake.from_uri(str(tmp_path / "late"))
-
-    def frame(name: str) -> pl.DataFrame:
-        return pl.read_parquet(io.BytesIO(lake.processed.get(manifest.tables[name].key)))
-
-    def put(batch: str, frames: dict[str, pl.DataFrame], previous: str | None, **snapshots):
-        tables = {}
-        for name, table_rows in frames.items():
-            key = f"{name}/{batch}.parquet"
-            late.processed.put_new(key, to_parquet(table_rows))
-            tables[name] = TableOutput(table_rows.height, key, snapshot=snapshots.get(name))
-        doc = ProcessedManifest(batch, tables, previous_batch_id=previous)
-        late.processed.put_new(manifest_key(batch), doc.to_json())
+    frame, put = partial(_frame, lake, manifest), partial(_put, late)
 
     payments = frame("fact_payment")
     gone = payments["payment_id"][0]
@@ -196,18 +208,7 @@ def test_an_id_that_comes_back_waiting_for_its_dimension_row_is_no_longer_delete
     lake, batch_id = transformed
     manifest = lake.processed_manifest(batch_id)
     late = Lake.from_uri(str(tmp_path / "late"))
-
-    def frame(name: str) -> pl.DataFrame:
-        return pl.read_parquet(io.BytesIO(lake.processed.get(manifest.tables[name].key)))
-
-    def put(batch: str, frames: dict[str, pl.DataFrame], previous: str | None, **snapshots):
-        tables = {}
-        for name, table_rows in frames.items():
-            key = f"{name}/{batch}.parquet"
-            late.processed.put_new(key, to_parquet(table_rows))
-            tables[name] = TableOutput(table_rows.height, key, snapshot=snapshots.get(name))
-        doc = ProcessedManifest(batch, tables, previous_batch_id=previous)
-        late.processed.put_new(manifest_key(batch), doc.to_json())
+    frame, put = partial(_frame, lake, manifest), partial(_put, late)
 
     payments = frame("fact_payment")
     back = payments["payment_id"][0]

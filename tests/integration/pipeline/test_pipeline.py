@@ -22,13 +22,30 @@ from totes.schema.source import SOURCE_TABLE_NAMES
 from totes.totesys.database import read_only_dsn
 
 
-def run_pipeline(lake: Lake, source_dsn: str, warehouse_dsn: str) -> dict:
+def run_pipeline(
+    lake: Lake, source_dsn: str, warehouse_dsn: str, settings: ExtractSettings | None = None
+) -> dict:
     """The three stages as the state machine runs them: each takes whatever is pending."""
     return {
-        "extract": run_extract(lake, source_dsn),
+        "extract": run_extract(lake, source_dsn, settings),
         "transform": run_transform(lake),
         "load": run_load(lake, warehouse_dsn),
     }
+
+
+# A big table between two reconciliation passes.
+NOT_DUE = ExtractSettings(reconcile_interval=timedelta(days=1), every_run_rows=0)
+
+
+def add_design(dsn: str, design_id: int) -> None:
+    """A new design, stamped by the business's clock."""
+    stamp = source_now(dsn)
+    execute(
+        dsn,
+        "INSERT INTO design (design_id, created_at, design_name, file_location, file_name,"
+        " last_updated) VALUES (%s, %s, 'Brief', '/b', 'b.json', %s)",
+        (design_id, stamp, stamp),
+    )
 
 
 def source_now(dsn: str) -> str:
@@ -247,22 +264,13 @@ def test_a_row_inserted_and_deleted_between_two_passes_is_marked_deleted(
 ):
     """A big table is reconciled now and then: in between, a new row reaches the warehouse
     by its last_updated and is deleted again, leaving its bucket as the last pass saw it."""
-    not_due = ExtractSettings(reconcile_interval=timedelta(days=1), every_run_rows=0)
 
     def run(settings: ExtractSettings | None = None) -> dict:
-        extracted = run_extract(folder_lake, totesys_dsn, settings)
-        run_transform(folder_lake)
-        return {"extract": extracted, "load": run_load(folder_lake, warehouse_dsn)}
+        return run_pipeline(folder_lake, totesys_dsn, warehouse_dsn, settings)
 
     run()
-    stamp = source_now(totesys_dsn)
-    execute(
-        totesys_dsn,
-        "INSERT INTO design (design_id, created_at, design_name, file_location, file_name,"
-        " last_updated) VALUES (100000, %s, 'Brief', '/b', 'b.json', %s)",
-        (stamp, stamp),
-    )
-    second = run(not_due)["extract"]
+    add_design(totesys_dsn, 100000)
+    second = run(NOT_DUE)["extract"]
     assert second["changed"] == {"design": 1}
     delivered = folder_lake.ingestion_manifest(second["batch_id"]).tables["design"]
     assert delivered.snapshot is None and delivered.delivered_buckets == [1000]
@@ -321,28 +329,18 @@ def test_a_late_commit_stamped_before_the_version_it_overwrites_is_current(
 def test_a_deletion_whose_pass_was_in_a_skipped_batch_is_found_by_the_repair(
     folder_lake, totesys_dsn, warehouse_dsn
 ):
-    not_due = ExtractSettings(reconcile_interval=timedelta(days=1), every_run_rows=0)
-
     def run(settings: ExtractSettings | None = None) -> dict:
-        extracted = run_extract(folder_lake, totesys_dsn, settings)
-        run_transform(folder_lake)
-        return {"extract": extracted, "load": run_load(folder_lake, warehouse_dsn)}
+        return run_pipeline(folder_lake, totesys_dsn, warehouse_dsn, settings)
 
     run()
-    stamp = source_now(totesys_dsn)
-    execute(
-        totesys_dsn,
-        "INSERT INTO design (design_id, created_at, design_name, file_location, file_name,"
-        " last_updated) VALUES (100000, %s, 'Brief', '/b', 'b.json', %s)",
-        (stamp, stamp),
-    )
-    run(not_due)  # delivered by its last_updated
+    add_design(totesys_dsn, 100000)
+    run(NOT_DUE)  # delivered by its last_updated
     execute(totesys_dsn, "DELETE FROM design WHERE design_id = 100000")
     # The pass that sees the deletion is in a batch an operator then skips.
     passed = run_extract(folder_lake, totesys_dsn, ExtractSettings(force_reconcile=True))
     folder_lake.record_skip(passed["batch_id"], "damaged", by="test", at="2026-11-28T00:00:00")
 
-    repair = run(not_due)
+    repair = run(NOT_DUE)
 
     assert repair["load"]["deleted"] == {"dim_design": 1}
     assert differences(totesys_dsn, warehouse_dsn) == {}
