@@ -30,7 +30,11 @@ def test_bench_measures_each_stage_the_floors_and_the_incremental_runs(pg_server
         "initial: pipeline (3 stages)",
         *(
             f"{run}: {step}"
-            for run in ("after a 1440-minute burst", "nothing new")
+            for run in (
+                "after a 1440-minute burst",
+                "nothing new",
+                "reconciled, nothing new",
+            )
             for step in ("extract", "transform", "load", "run")
         ),
     ]
@@ -45,6 +49,12 @@ def test_bench_measures_each_stage_the_floors_and_the_incremental_runs(pg_server
     assert results["after a 1440-minute burst: extract"].rows > 0  # a day of business at scale 0.01
     assert results["nothing new: extract"].rows == 0
     assert results["nothing new: load"].rows == 0
+    assert results["reconciled, nothing new: extract"].rows == 0  # all equal
+    # The run's peak is the highest of its stages' own (each measured from its start).
+    assert results["after a 1440-minute burst: run"].peak_mib == max(
+        results[f"after a 1440-minute burst: {step}"].peak_mib
+        for step in ("extract", "transform", "load")
+    )
     for stage in ("extract", "transform", "load"):
         assert results[f"initial: {stage}"].peak_mib > 10
         assert "MiB peak" in results[f"initial: {stage}"].line()
