@@ -34,30 +34,15 @@ class AlertsStack(Stack):
             enforce_ssl=True,
         )
         acknowledge(self.topic, "AwsSolutions-SNS2", Reason.ALERT_TOPIC_NOT_KMS)
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsOfThisDeployment",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {"aws:SourceArn": config.names.alarm_arn_pattern},
-                },
-            )
+        _admit(
+            self.topic,
+            "CloudWatchAlarmsOfThisDeployment",
+            "cloudwatch",
+            config.names.alarm_arn_pattern,
         )
         # The monitoring stack's rule for runs that failed without sending their alert.
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="EventBridgeRulesOfThisDeployment",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {"aws:SourceArn": config.names.rule_arn_pattern},
-                },
-            )
+        _admit(
+            self.topic, "EventBridgeRulesOfThisDeployment", "events", config.names.rule_arn_pattern
         )
         if not config.runbook_url.startswith(("https://", "http://")):
             Annotations.of(self).add_warning_v2(
@@ -75,3 +60,20 @@ class AlertsStack(Stack):
                 f"No alert email: set context {PREFIX}alertEmail before deploying, or failures "
                 "and alarms will reach nobody.",
             )
+
+
+def _admit(topic: sns.Topic, sid: str, service: str, source_arns: str) -> None:
+    """Let ``service`` publish to the topic for this account's sources matching
+    ``source_arns`` (this deployment's alarms or rules, by name), and nothing else."""
+    topic.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid=sid,
+            principals=[iam.ServicePrincipal(f"{service}.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[topic.topic_arn],
+            conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                "ArnLike": {"aws:SourceArn": source_arns},
+            },
+        )
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from functools import partial
 
 import polars as pl
@@ -170,19 +171,27 @@ def _put(
     lake.processed.put_new(manifest_key(batch), doc.to_json())
 
 
-def test_an_id_gone_from_the_source_is_marked_deleted_though_an_old_version_waits(
-    key_checks, transformed, warehouse_dsn, tmp_path
-):
+@pytest.fixture
+def rewritten(transformed, tmp_path) -> tuple[Lake, str, Callable, Callable]:
+    """The transformed batch copied into a lake of its own, where a test writes the later
+    batches by hand: (that lake, the batch id, the batch's table frames, a batch writer)."""
     lake, batch_id = transformed
     manifest = lake.processed_manifest(batch_id)
     late = Lake.from_uri(str(tmp_path / "late"))
     frame, put = partial(_frame, lake, manifest), partial(_put, late)
+    put(batch_id, {n: frame(n) for n, o in manifest.tables.items() if o.key}, None)
+    return late, batch_id, frame, put
+
+
+def test_an_id_gone_from_the_source_is_marked_deleted_though_an_old_version_waits(
+    key_checks, rewritten, warehouse_dsn
+):
+    late, batch_id, frame, put = rewritten
 
     payments = frame("fact_payment")
     gone = payments["payment_id"][0]
     # Batch 1 as transformed; in batch 2 payment `gone` moves to a transaction the warehouse
     # does not have yet, so that version waits for it.
-    put(batch_id, {n: frame(n) for n, o in manifest.tables.items() if o.key}, None)
     moved = payments.head(1).with_columns(
         transaction_id=pl.col("transaction_id") + 1_000_000, last_updated_time=pl.lit("23:59:59")
     )
@@ -203,18 +212,14 @@ def test_an_id_gone_from_the_source_is_marked_deleted_though_an_old_version_wait
 
 
 def test_an_id_that_comes_back_waiting_for_its_dimension_row_is_no_longer_deleted(
-    key_checks, transformed, warehouse_dsn, tmp_path
+    key_checks, rewritten, warehouse_dsn
 ):
-    lake, batch_id = transformed
-    manifest = lake.processed_manifest(batch_id)
-    late = Lake.from_uri(str(tmp_path / "late"))
-    frame, put = partial(_frame, lake, manifest), partial(_put, late)
+    late, batch_id, frame, put = rewritten
 
     payments = frame("fact_payment")
     back = payments["payment_id"][0]
     new_transaction = 9_000_000
     batches = [batch_id, *(f"209912{day}T000000000000Z" for day in (29, 30, 31))]
-    put(batch_id, {n: frame(n) for n, o in manifest.tables.items() if o.key}, None)
     # Gone from a full copy of payments: marked deleted.
     put(batches[1], {"fact_payment": payments.slice(1)}, batches[0], fact_payment=Snapshot(1, None))
     # Back (restored in ToteSys), on a transaction the warehouse does not have yet: it waits.
