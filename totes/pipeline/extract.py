@@ -76,6 +76,7 @@ RECONCILE_EVERY_RUN_ROWS = 100_000
 # of the extract's transaction: 64 MB holds a 25-million-row table's without spilling to
 # disk (PostgreSQL's default, 4 MB, about 3 million rows').
 SURVEY_WORK_MEM = "64MB"
+CLOCK_BEHIND = "the source database's clock reads earlier than the previous batch"
 # Serialises extracts against the same source (any 64-bit number unique to this purpose).
 EXTRACT_LOCK_ID = 7_146_203_951
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'
@@ -766,6 +767,32 @@ def extract_batch(
             pass  # the session is gone, and its lock with it; the first error is what counts
 
 
+def _next_batch_id(now: datetime, previous: IngestionManifest | None) -> tuple[str, str | None]:
+    """The new batch's id, and a warning if the source's clock was set back.
+
+    Batch ids order batches: a fact's current version is the one of its latest batch, a
+    dimension keeps the latest batch's values, an extract builds on the latest manifest. So
+    an id is the source's clock unless that reads no later than the previous batch's (its
+    clock was stepped back, e.g. by NTP after running fast): then it is the previous batch's
+    time and a microsecond, and the warning says so."""
+    last = batch_time(previous.batch_id) if previous else None
+    if last is None or now > last:
+        return batch_id_at(now), None
+    batch_id = batch_id_at(last + timedelta(microseconds=1))
+    if now == last:
+        return batch_id, None
+    return batch_id, (
+        f"{CLOCK_BEHIND} ({previous.batch_id}): it reads"
+        f" {now.isoformat(timespec='seconds')}, so it was set back. Batches are named in"
+        f" order regardless (this one {batch_id}), and nothing is lost; check the source"
+        " server's clock (NTP): rows it stamps in the meantime look older than they are"
+    )
+
+
+def _said_clock_behind(warnings: list[str]) -> bool:
+    return any(w.startswith(CLOCK_BEHIND) for w in warnings)
+
+
 def _extract_locked(
     conn: Connection, lake: Lake, settings: ExtractSettings, helper: Connection | None
 ) -> ExtractOutcome:
@@ -777,7 +804,7 @@ def _extract_locked(
     with conn.cursor() as cur:
         cur.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
         now: datetime = cur.fetchone()[0]
-    batch_id = batch_id_at(now)
+    batch_id, clock_warning = _next_batch_id(now, base.previous)
     writer = _Writer(lake, batch_id, settings)
     tables = _smallest_first(conn, SOURCE_TABLES)
     to_survey = [t for t in tables if _needs_survey(t, base, now, settings)]
@@ -802,6 +829,8 @@ def _extract_locked(
     # otherwise repeat the same email until someone fixes ToteSys.
     known_schema = base.previous.schema_warnings if base.previous else []
     warnings = [w for w in schema_warnings if w not in known_schema]
+    if clock_warning and not (base.previous and _said_clock_behind(base.previous.warnings)):
+        warnings.append(clock_warning)
     for name, run in runs.items():
         before = base.before(name)
         if run.extract.future_rows > (before.future_rows if before else 0):

@@ -326,6 +326,47 @@ def test_a_late_commit_stamped_before_the_version_it_overwrites_is_current(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+def test_a_source_clock_set_back_keeps_batches_in_order_and_says_so_once(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """The source server's clock runs a day fast for one extract, then is set right (NTP):
+    later batches must still come after that one, or its version would stay current."""
+    reader = read_only_dsn(totesys_dsn, "t_clock")
+    # The reader's clock_timestamp() is the server's plus a skew we set.
+    for statement in (
+        "CREATE SCHEMA clock",
+        "CREATE TABLE clock.skew (skew interval NOT NULL)",
+        "INSERT INTO clock.skew VALUES ('0')",
+        "CREATE FUNCTION clock.clock_timestamp() RETURNS timestamptz LANGUAGE sql VOLATILE"
+        " AS $$ SELECT pg_catalog.clock_timestamp() + (SELECT skew FROM clock.skew) $$",
+        "GRANT USAGE ON SCHEMA clock TO t_clock",
+        "GRANT SELECT ON clock.skew TO t_clock",
+        "ALTER ROLE t_clock SET search_path = public, clock, pg_catalog",
+    ):
+        execute(totesys_dsn, statement)
+    change = "UPDATE payment SET payment_amount = %s, last_updated = %s WHERE payment_id = 2"
+    run_pipeline(folder_lake, reader, warehouse_dsn)
+    execute(totesys_dsn, "UPDATE clock.skew SET skew = '1 day'")
+    execute(totesys_dsn, change, ("111.11", source_now(totesys_dsn)))
+    fast = run_pipeline(folder_lake, reader, warehouse_dsn)["extract"]
+    execute(totesys_dsn, "UPDATE clock.skew SET skew = '0'")
+    execute(totesys_dsn, change, ("222.22", source_now(totesys_dsn)))
+
+    set_back = run_pipeline(folder_lake, reader, warehouse_dsn)["extract"]
+    execute(totesys_dsn, change, ("333.33", source_now(totesys_dsn)))
+    after = run_pipeline(folder_lake, reader, warehouse_dsn)["extract"]
+
+    assert fast["batch_id"] < set_back["batch_id"] < after["batch_id"]
+    assert (
+        "the source database's clock reads earlier than the previous batch"
+        in (set_back["warnings"])
+    )
+    assert after["warnings"] == ""  # said once, not every 10 minutes
+    current = "SELECT payment_amount::text FROM fact_payment_current WHERE payment_id = 2"
+    assert query(warehouse_dsn, current) == [("333.33",)]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
 def test_a_deletion_whose_pass_was_in_a_skipped_batch_is_found_by_the_repair(
     folder_lake, totesys_dsn, warehouse_dsn
 ):
