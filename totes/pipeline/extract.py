@@ -407,7 +407,10 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
     ``hash_record_extended`` (PostgreSQL 14+) hashes the row's values without rendering them
     as text: three times faster than an md5 of the text. Its enum hashes depend on the
     database's own type ids, which only a dump and restore of ToteSys changes: the next pass
-    then re-reads every bucket once, and nothing is duplicated.
+    then re-reads every bucket once, and nothing is duplicated. It is a weighted sum of the
+    column values' hashes, so a bucket's sum of them would not change when rows of the
+    bucket swap a column's values (silent edits); each row's is hashed again
+    (``hashint8extended``) before it is summed, which no such exchange survives.
 
     The rows are hashed in a subquery that the planner may not flatten (``OFFSET 0``): it
     then hashes each row once as it scans and aggregates by hash (a bucket's count is not
@@ -422,7 +425,8 @@ def survey(conn: Connection, table: SourceTable, now: str, part_rows: int) -> Su
         " {latest},"
         " count(*) FILTER (WHERE last_updated > {now}::timestamp)"
         " FROM (SELECT {bucket} AS bucket,"
-        " hash_record_extended(ROW({columns}), 0) AS row_hash, {pk} AS id, last_updated"
+        " hashint8extended(hash_record_extended(ROW({columns}), 0), 0) AS row_hash,"
+        " {pk} AS id, last_updated"
         " FROM {t} OFFSET 0) AS hashed"
         " GROUP BY bucket ORDER BY bucket) TO STDOUT"
     ).format(

@@ -259,6 +259,40 @@ def test_silent_edits_and_deletions_at_the_ends_of_the_id_range_reach_the_wareho
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+def test_silent_edits_that_swap_values_between_rows_of_a_bucket_reach_the_warehouse(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """A row's hash weighs its columns' hashes linearly: summed over a bucket as they are,
+    two rows exchanging a column's values would leave the bucket's checksum as it was."""
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    for table, column in (
+        ("sales_order", "staff_id"),
+        ("sales_order", "agreed_delivery_date"),
+        ("design", "file_location"),
+    ):
+        pk = sql.Identifier(f"{table}_id")
+        pick = sql.SQL("SELECT {pk}, {c} FROM {t} WHERE {pk} < 100 ORDER BY {pk}").format(
+            pk=pk, c=sql.Identifier(column), t=sql.Identifier(table)
+        )
+        ids_and_values = query(totesys_dsn, pick)  # bucket 0
+        first, a = ids_and_values[0]
+        second, b = next((i, v) for i, v in ids_and_values if v != a)
+        change = sql.SQL("UPDATE {t} SET {c} = %s WHERE {pk} = %s").format(
+            t=sql.Identifier(table), c=sql.Identifier(column), pk=pk
+        )
+        execute(totesys_dsn, change, (b, first))
+        execute(totesys_dsn, change, (a, second))
+
+    second = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+
+    tables = folder_lake.ingestion_manifest(second["extract"]["batch_id"]).tables
+    assert {name: t.snapshot.buckets for name, t in tables.items() if t.snapshot} == {
+        "design": (0,),
+        "sales_order": (0,),
+    }
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
 def test_a_row_inserted_and_deleted_between_two_passes_is_marked_deleted(
     folder_lake, totesys_dsn, warehouse_dsn
 ):
