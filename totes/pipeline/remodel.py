@@ -251,7 +251,11 @@ def _text_dates(frame: pl.DataFrame, table: str, columns: Sequence[str]) -> Buil
     ).with_columns(
         (
             pl.col(c).is_null()
-            | (pl.col(c).str.contains(r"^\d{4}-\d{2}-\d{2}$") & pl.col(f"{c} (date)").is_not_null())
+            # Year 0 is no year (PostgreSQL refuses it); polars would read it as 1 BC.
+            | (
+                pl.col(c).str.contains(r"^\d{4}-\d{2}-\d{2}$")
+                & (pl.col(f"{c} (date)").dt.year().fill_null(0) > 0)
+            )
         ).alias(f"{c} (ok)")
         for c in columns
     )

@@ -257,6 +257,14 @@ def test_a_bad_text_date_rejects_its_row_naming_table_id_column_and_value():
     assert rejections[0].reason == "not a date (yyyy-mm-dd)"
 
 
+def test_a_text_date_in_year_zero_is_rejected_as_postgresql_rejects_it():
+    """There is no year 0 (1 BC comes before AD 1); polars would read it as 1 BC."""
+    bad = PAYMENT_CSV.replace("2022-11-07", "0000-11-07")
+    payments, rejections = fact("fact_payment", frame("payment", bad))
+    assert [(r.id, r.column, r.value) for r in rejections] == [(1, "payment_date", "0000-11-07")]
+    assert payments["payment_id"].to_list() == [2, 3]
+
+
 def test_a_loose_text_date_is_rejected():
     bad = PAYMENT_CSV.replace("2022-11-07", "2022-11-7")
     payments, rejections = fact("fact_payment", frame("payment", bad))
