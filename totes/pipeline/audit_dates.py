@@ -43,9 +43,10 @@ def referenced_dates() -> sql.Composable:
                 sql.SQL(", ").join(dates), changed, sql.SQL(table.source_from)
             )
         )
-    return sql.SQL("SELECT d, min(changed_at) FROM ({}) x GROUP BY d").format(
-        sql.SQL(" UNION ALL ").join(parts)
-    )
+    # As text: a BC date (a timestamp(3) may hold one) has no Python date.
+    return sql.SQL(
+        "SELECT d::text, min(changed_at) FROM ({}) x WHERE d IS NOT NULL GROUP BY d"
+    ).format(sql.SQL(" UNION ALL ").join(parts))
 
 
 def wrong_calendar_fields() -> sql.Composable:
@@ -70,14 +71,15 @@ def audit_dates(
     """Count dim_date's missing dates and wrong calendar fields into ``found``."""
     source.execute(referenced_dates(), SOURCE_PARAMS)
     expected = dict(source.fetchall())
-    warehouse.execute(sql.SQL("SELECT date_id FROM {}").format(sql.Identifier(DATE_TABLE)))
+    table = sql.Identifier(DATE_TABLE)
+    warehouse.execute(sql.SQL("SELECT date_id::text FROM {}").format(table))
     present = {row[0] for row in warehouse.fetchall()}
     found.source_rows, found.warehouse_rows = len(expected), len(present)
     for day in sorted(set(expected) - present):
         if loaded_until is not None and expected[day] > loaded_until:
             found.add(PENDING)
         else:
-            found.add("missing", Example("missing", day.isoformat(), None, "referenced", "absent"))
+            found.add("missing", Example("missing", day, None, "referenced", "absent"))
     warehouse.execute(wrong_calendar_fields())
     for day, actual, derived in warehouse.fetchall():
         columns = [

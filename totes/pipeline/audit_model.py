@@ -69,6 +69,23 @@ def _int(name: str, source: str | None = None) -> AuditColumn:
     return _col(name, source or f"s.{name}", "integer")
 
 
+def _text_date(name: str) -> AuditColumn:
+    """A ToteSys text date as the transform reads it: a yyyy-mm-dd that is a day, or NULL.
+    The transform sets a row with any other text aside (it is then missing from, or older
+    in, the warehouse: a difference); a plain ``::date`` would fail the whole audit on it,
+    or read some of them (``2024-1-5``) where the transform does not."""
+    text = f"s.{name}"
+    # Nested: a CASE evaluates its THEN only when its WHEN holds, so the month is a month.
+    last_day = f"extract(day FROM (left({text}, 7) || '-01')::date + interval '1 month - 1 day')"
+    return _col(
+        name,
+        f"CASE WHEN {text} ~ '^\\d{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12]\\d|3[01])$'"
+        f" AND left({text}, 4) <> '0000'"
+        f" THEN CASE WHEN substr({text}, 9, 2)::int <= {last_day} THEN {text}::date END END",
+        "date",
+    )
+
+
 def _timestamps() -> tuple[AuditColumn, ...]:
     """created_at and last_updated split into date and time (milliseconds kept)."""
     return (
@@ -196,8 +213,8 @@ AUDIT_TABLES: tuple[AuditTable, ...] = (
             _col("unit_price", "s.unit_price", "numeric(10,2)"),
             _int("currency_id"),
             _int("design_id"),
-            _col("agreed_payment_date", "s.agreed_payment_date::date", "date"),
-            _col("agreed_delivery_date", "s.agreed_delivery_date::date", "date"),
+            _text_date("agreed_payment_date"),
+            _text_date("agreed_delivery_date"),
             _int("agreed_delivery_location_id"),
         ),
         "sales_order s",
@@ -217,8 +234,8 @@ AUDIT_TABLES: tuple[AuditTable, ...] = (
             _int("item_quantity"),
             _col("item_unit_price", "s.item_unit_price", "numeric(10,2)"),
             _int("currency_id"),
-            _col("agreed_delivery_date", "s.agreed_delivery_date::date", "date"),
-            _col("agreed_payment_date", "s.agreed_payment_date::date", "date"),
+            _text_date("agreed_delivery_date"),
+            _text_date("agreed_payment_date"),
             _int("agreed_delivery_location_id"),
         ),
         "purchase_order s",
@@ -238,7 +255,7 @@ AUDIT_TABLES: tuple[AuditTable, ...] = (
             _int("currency_id"),
             _int("payment_type_id"),
             _col("paid", "s.paid", "boolean"),
-            _col("payment_date", "s.payment_date::date", "date"),
+            _text_date("payment_date"),
         ),
         "payment s",
         ("s",),

@@ -356,6 +356,37 @@ def test_a_row_missing_from_the_warehouse_is_found(pipeline):
     ]
 
 
+def test_values_the_transform_sets_aside_are_differences_not_an_audit_failure(pipeline):
+    """Text dates that are no day (or that only PostgreSQL would read), a BC timestamp: the
+    transform sets such rows aside, so the warehouse keeps their older versions."""
+    orders = [
+        r[0] for r in query(pipeline.totesys, "SELECT sales_order_id FROM sales_order LIMIT 3")
+    ]
+    for order, text in zip(orders, ["2024-02-30", "0000-01-01", "2024-1-5"], strict=True):
+        execute(
+            pipeline.totesys,
+            "UPDATE sales_order SET agreed_delivery_date = %s, last_updated = %s"
+            " WHERE sales_order_id = %s",
+            (text, pipeline.later(), order),
+        )
+    purchase = one(pipeline.totesys, "SELECT min(purchase_order_id) FROM purchase_order")
+    execute(
+        pipeline.totesys,
+        "UPDATE purchase_order SET created_at = '0050-01-01 00:00:00 BC', last_updated = %s"
+        " WHERE purchase_order_id = %s",
+        (pipeline.later(), purchase),
+    )
+    pipeline.run()
+
+    report = pipeline.audit()
+
+    # Newer than anything loaded: pending, until later changes load (then differences).
+    assert only_differences(report) == {}
+    assert counts(report, "fact_sales_order") == {"pending": 3}
+    assert counts(report, "fact_purchase_order") == {"pending": 1}
+    assert counts(report, "dim_date") == {"pending": 1}  # 0050-01-01 BC
+
+
 def test_a_change_the_pipeline_has_not_loaded_yet_is_pending_not_a_difference(pipeline):
     pipeline.pay(pipeline.unpaid(), pipeline.later(minutes=1))
     execute(
