@@ -15,7 +15,7 @@ KINDS: dict[str, str] = {
     "differing": "in both, with different values",
     "unmarked_deletion": "in the warehouse, gone from ToteSys, and not in etl_deleted_row",
     "marked_but_present": "in etl_deleted_row, but still in ToteSys",
-    "duplicate_version": "a fact id holding the same business content more than once",
+    "duplicate_version": "a fact version that repeats the version before it",
 }
 # Not a difference: a row that changed in ToteSys after what the warehouse has loaded
 # (the next pipeline run delivers it).

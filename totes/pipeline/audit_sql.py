@@ -130,15 +130,23 @@ def values(table: AuditTable, relation: sql.Composable) -> sql.Composable:
 
 
 def duplicate_versions(table: AuditTable) -> sql.Composable:
-    """Fact ids holding the same business content more than once: (id, copies, record ids)."""
+    """Fact ids with a version that repeats the one before it (in the current views' order):
+    (id, versions involved, their record ids). Content may come back after a change
+    (A -> B -> A); a version that changes nothing is a duplicate."""
     typed = [
         sql.SQL("(t.{})::{}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
         for c in table.columns
     ]
     return sql.SQL(
-        "SELECT k, count(*), array_agg(rid ORDER BY rid) FROM"
-        " (SELECT t.{key} AS k, t.{record_id} AS rid, {md5} AS h FROM {table} t) v"
-        " GROUP BY k, h HAVING count(*) > 1 ORDER BY k"
+        "SELECT k, count(*) + 1,"
+        " (SELECT array_agg(DISTINCT r ORDER BY r)"
+        " FROM unnest(array_agg(rid) || array_agg(prev)) r)"
+        " FROM (SELECT k, rid, h, lag(h) OVER w AS prev_h, lag(rid) OVER w AS prev FROM"
+        " (SELECT t.{key} AS k, t.{record_id} AS rid, {md5} AS h, t.batch_id,"
+        " t.last_updated_date, t.last_updated_time FROM {table} t) v"
+        " WINDOW w AS (PARTITION BY k"
+        " ORDER BY batch_id, last_updated_date, last_updated_time, rid)) ordered"
+        " WHERE h = prev_h GROUP BY k ORDER BY k"
     ).format(
         key=sql.Identifier(table.key),
         record_id=sql.Identifier(table.record_id),

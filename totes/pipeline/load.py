@@ -8,9 +8,10 @@
   the batch (``UndeliverableBatchError``).
 - Each Parquet file is COPYed into a temporary staging table, then merged: dimensions are
   upserted (latest values win; a batch never overwrites a newer batch's values), fact rows
-  are appended as new versions. A fact version is identified by its source id and a hash
-  of its business columns computed in the warehouse, so re-reading or re-loading a version
-  adds nothing, whatever the order batches arrive in.
+  are appended as new versions: a row whose business columns (hashed in the warehouse)
+  differ from its id's current version, the one of its latest batch. So re-reading a
+  version adds nothing, and content that comes back (A -> B -> A) is a version again; a
+  batch holds one version of an id (a unique index), so loading one again adds nothing.
 - A fact row whose dimension row has not arrived yet waits in ``etl_waiting_row`` and is
   delivered by the first load after its dimension row arrives, never lost or fatal.
 - Ids a batch holds completely (its snapshot) but without a row are marked deleted in
@@ -31,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import psycopg2
 import psycopg2.errors
@@ -70,6 +72,7 @@ from totes.pipeline.load_stage import (
 from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
 from totes.pipeline.warehouse_ddl import (
     version_hash_migration,
+    version_hash_of,
     warehouse_ddl,
 )
 from totes.pipeline.warehouse_views import VIEW_NAMES
@@ -252,20 +255,43 @@ def _divert_waiting(
     return cur.rowcount
 
 
+def _version_next_to(
+    table: WarehouseTable, row: str, side: Literal["before", "after"]
+) -> sql.Composable:
+    """SQL: the version hash of the id's version in the batch just before (or after) the
+    batch of ``row`` (an alias with the fact's key and a ``batch_id``), or NULL. The
+    (id, batch_id) index finds it."""
+    return sql.SQL(
+        "(SELECT f.version_hash FROM {target} f WHERE f.{key} = {row}.{key}"
+        " AND f.batch_id {op} {row}.batch_id ORDER BY f.batch_id {order} LIMIT 1)"
+    ).format(
+        target=sql.Identifier(table.name),
+        key=sql.Identifier(table.key),
+        row=sql.Identifier(row),
+        op=sql.SQL("<" if side == "before" else ">"),
+        order=sql.SQL("DESC" if side == "before" else "ASC"),
+    )
+
+
 def _append_facts(
     cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
 ) -> int:
+    """The staged rows that differ from their id's current version (its latest batch's),
+    as new versions: a version read again adds nothing, while content that comes back
+    (A -> B -> A, a silent edit undone) is a version again."""
     names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(
         sql.SQL(
             "INSERT INTO {target} ({cols}, batch_id)"
-            " SELECT {cols}, %s FROM {staging}"
+            " SELECT {cols}, s.batch_id FROM (SELECT *, %s::text AS batch_id FROM {staging}) s"
+            " WHERE {hash} IS DISTINCT FROM {current}"
             " ORDER BY {key}, last_updated_date, last_updated_time"
-            " ON CONFLICT ({key}, version_hash) DO NOTHING"
         ).format(
             target=sql.Identifier(table.name),
             cols=names,
             staging=staging,
+            hash=version_hash_of(table, "s"),
+            current=_version_next_to(table, "s", "before"),
             key=sql.Identifier(table.key),
         ),
         (batch_id,),
@@ -274,25 +300,38 @@ def _append_facts(
 
 
 def _deliver_waiting(cur: Cursor, table: WarehouseTable) -> int:
-    """Append the waiting rows of ``table`` whose dimension rows have arrived since."""
+    """Append the waiting rows of ``table`` whose dimension rows have arrived since, each
+    in its own batch's place among the id's versions: unless it repeats the version before
+    it (or the one after, already loaded), as an id's versions re-read while they waited."""
     picked = sql.SQL(", ").join(
         sql.SQL("r.{}").format(sql.Identifier(c)) for c in table.column_names
     )
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    key = sql.Identifier(table.key)
     cur.execute(
         sql.SQL(
             "WITH ready AS (DELETE FROM {waiting} w WHERE w.table_name = %s AND {missing} IS NULL"
-            " RETURNING w.row, w.batch_id)"
+            " RETURNING w.row, w.batch_id),"
+            " typed AS (SELECT {picked}, ready.batch_id"
+            " FROM ready, jsonb_populate_record(NULL::{target}, ready.row) r),"
+            " hashed AS (SELECT *, {hash} AS version_hash,"
+            " lag({hash}) OVER (PARTITION BY {key} ORDER BY batch_id) AS ready_before"
+            " FROM typed w)"
             " INSERT INTO {target} ({cols}, batch_id)"
-            " SELECT {picked}, ready.batch_id"
-            " FROM ready, jsonb_populate_record(NULL::{target}, ready.row) r"
-            " ON CONFLICT ({key}, version_hash) DO NOTHING"
+            " SELECT {cols}, w.batch_id FROM hashed w"
+            " WHERE w.version_hash IS DISTINCT FROM coalesce(w.ready_before, {before})"
+            " AND w.version_hash IS DISTINCT FROM {after}"
+            " ORDER BY {key}, w.batch_id"
         ).format(
             waiting=sql.Identifier(WAITING_TABLE),
             missing=_missing_dimensions(table, _waiting_value),
             target=sql.Identifier(table.name),
-            cols=sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names),
             picked=picked,
-            key=sql.Identifier(table.key),
+            hash=version_hash_of(table, "w"),
+            key=key,
+            cols=cols,
+            before=_version_next_to(table, "w", "before"),
+            after=_version_next_to(table, "w", "after"),
         ),
         (table.name,),
     )

@@ -32,25 +32,40 @@ def foreign_key_clause(table: WarehouseTable, col: Column) -> sql.Composable:
 
 
 def version_index_name(table: WarehouseTable) -> str:
+    return f"{table.name}_id_batch_key"
+
+
+def _content_index_name(table: WarehouseTable) -> str:
+    """The unique (id, version_hash) index of before: it kept a row's content from coming
+    back (A -> B -> A with the same last_updated kept one A); dropped where it exists."""
     return f"{table.name}_version_key"
 
 
 def version_index_ddl(table: WarehouseTable) -> sql.Composable:
-    """The fact table's unique (id, version_hash) index: one row per version."""
-    return sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}, version_hash)").format(
+    """The fact table's unique (id, batch_id) index: a batch holds one version of an id
+    (a retried or re-run batch adds nothing), and an id's current version is the one of
+    its latest batch, found by this index."""
+    return sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}, batch_id)").format(
         sql.Identifier(version_index_name(table)),
         sql.Identifier(table.name),
         sql.Identifier(table.key),
     )
 
 
+def version_hash_of(table: WarehouseTable, alias: str | None = None) -> sql.Composable:
+    """A fact row's version hash, as the table's generated column computes it: over the
+    business columns of ``alias`` (a staged or waiting row of the same types)."""
+    columns = [sql.Identifier(*([alias] if alias else []), c) for c in table.column_names]
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(columns))
+
+
 def version_hash_ddl(table: WarehouseTable) -> sql.Composable:
     """A fact row's version: a 64-bit hash of its business columns, computed by PostgreSQL
     as the row is written (by COPY too), from each value's own type (no text rendering).
     Immutable, so the same content always has the same hash."""
-    return sql.SQL(
-        "version_hash bigint NOT NULL GENERATED ALWAYS AS (hash_record_extended(ROW({}), 0)) STORED"
-    ).format(sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names))
+    return sql.SQL("version_hash bigint NOT NULL GENERATED ALWAYS AS ({}) STORED").format(
+        version_hash_of(table)
+    )
 
 
 def version_hash_migration(table: WarehouseTable) -> list[sql.Composable]:
@@ -120,9 +135,16 @@ def table_ddl(table: WarehouseTable) -> list[sql.Composable]:
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(name, sql.SQL(", ").join(columns))
     ]
     if table.kind == "fact":
-        # One row per version: the same version, re-read or re-loaded, is never added twice.
+        # One version of an id per batch: a batch loaded again adds nothing.
         missing = _missing(version_index_name(table))
         statements.append(only_when(missing, version_index_ddl(table)))
+        content_index = sql.Identifier(_content_index_name(table))
+        statements.append(
+            only_when(
+                sql.SQL("NOT {}").format(_missing(_content_index_name(table))),
+                sql.SQL("DROP INDEX {}").format(content_index),
+            )
+        )
         # New, or from before record ids were cached.
         uncached = sql.SQL(
             "(SELECT seqcache FROM pg_sequence WHERE seqrelid = {}::regclass) <> {}"

@@ -248,6 +248,35 @@ def test_an_id_that_comes_back_waiting_for_its_dimension_row_is_no_longer_delete
     assert query(warehouse_dsn, current, (back,)) == [(new_transaction,)]
 
 
+def test_a_version_read_again_while_it_waits_is_one_version_when_it_arrives(
+    key_checks, rewritten, warehouse_dsn
+):
+    """Reconciliation may read a waiting version again (its bucket changed): each copy waits,
+    and when the dimension row comes they and the batch's own copy are one version."""
+    late, batch_id, frame, put = rewritten
+
+    payments = frame("fact_payment")
+    payment = payments["payment_id"][0]
+    new_transaction = 9_000_000
+    moved = payments.head(1).with_columns(
+        transaction_id=pl.lit(new_transaction, pl.Int32), last_updated_time=pl.lit("23:59:59")
+    )
+    batches = [batch_id, *(f"209912{day}T000000000000Z" for day in (28, 29, 30))]
+    put(batches[1], {"fact_payment": moved}, batches[0])
+    put(batches[2], {"fact_payment": moved}, batches[1])
+    transaction = frame("dim_transaction").head(1)
+    arrived = transaction.with_columns(transaction_id=pl.lit(new_transaction, pl.Int32))
+    put(batches[3], {"dim_transaction": arrived, "fact_payment": moved}, batches[2])
+    with connect(warehouse_dsn) as conn:
+        done = [load_batches(conn, late, [batch]) for batch in batches]
+
+    assert [d.waiting for d in done[1:3]] == [{"fact_payment": 1}, {"fact_payment": 2}]
+    assert done[3].waiting == {}
+    versions = "SELECT transaction_id FROM fact_payment WHERE payment_id = %s ORDER BY batch_id"
+    original = payments["transaction_id"][0]
+    assert query(warehouse_dsn, versions, (payment,)) == [(original,), (new_transaction,)]
+
+
 def test_a_parquet_file_with_fewer_rows_than_its_manifest_stops_the_batch(
     transformed, warehouse_dsn
 ):
@@ -423,18 +452,26 @@ def test_a_missing_version_index_or_register_column_is_made_again(warehouse_dsn)
     """DDL guarded so that an up-to-date warehouse takes no lock still creates what is missing."""
     with connect(warehouse_dsn) as conn:
         ensure_warehouse(conn)
-    execute(warehouse_dsn, "DROP INDEX fact_payment_version_key")
+    execute(warehouse_dsn, "DROP INDEX fact_payment_id_batch_key")
+    # The index of before, which kept content from coming back (A -> B -> A).
+    execute(
+        warehouse_dsn,
+        "CREATE UNIQUE INDEX fact_payment_version_key ON fact_payment (payment_id, version_hash)",
+    )
     execute(warehouse_dsn, f"ALTER TABLE {BATCH_TABLE} DROP COLUMN reason")
     with connect(warehouse_dsn) as conn:
         ensure_warehouse(conn)
-    assert one(
+    assert query(
         warehouse_dsn,
-        "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
-        ("fact_payment_version_key",),
-    ) == (
-        "CREATE UNIQUE INDEX fact_payment_version_key ON public.fact_payment"
-        " USING btree (payment_id, version_hash)"
-    )
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'fact_payment'"
+        " AND indexname <> 'fact_payment_pkey'",
+    ) == [
+        (
+            "fact_payment_id_batch_key",
+            "CREATE UNIQUE INDEX fact_payment_id_batch_key ON public.fact_payment"
+            " USING btree (payment_id, batch_id)",
+        )
+    ]
     assert (
         one(
             warehouse_dsn,

@@ -13,6 +13,7 @@ from psycopg2 import sql
 
 from tests.support.oracle import differences, rows
 from tests.support.sql import execute, query
+from totes.pipeline.audit import run_audit
 from totes.pipeline.extract import ExtractSettings, run_extract
 from totes.pipeline.lake import Lake
 from totes.pipeline.load import run_load
@@ -291,6 +292,42 @@ def test_silent_edits_that_swap_values_between_rows_of_a_bucket_reach_the_wareho
         "sales_order": (0,),
     }
     assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_a_silent_edit_undone_is_a_version_again_and_current(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """A -> B -> A, last_updated untouched: the third is changed content (from B), so a new
+    version, and the current one; the history holds all three."""
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    order, staff = query(
+        totesys_dsn, "SELECT sales_order_id, staff_id FROM sales_order ORDER BY 1 LIMIT 1"
+    )[0]
+    other = query(totesys_dsn, "SELECT min(staff_id) FROM staff WHERE staff_id <> %s", (staff,))
+    edit = "UPDATE sales_order SET staff_id = %s WHERE sales_order_id = %s"
+    execute(totesys_dsn, edit, (other[0][0], order))
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    execute(totesys_dsn, edit, (staff, order))
+
+    third = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+
+    assert third["load"]["rows"] == {"fact_sales_order": 1}
+    history = (
+        "SELECT sales_staff_id FROM fact_sales_order WHERE sales_order_id = %s ORDER BY batch_id"
+    )
+    assert query(warehouse_dsn, history, (order,)) == [(staff,), other[0], (staff,)]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    assert run_audit(totesys_dsn, warehouse_dsn).equal  # A again is no duplicate version
+    # A neighbour's silent edit: the bucket is read again, the order's A with it, unchanged.
+    assert order // 100 == (order + 1) // 100
+    neighbour = (
+        "UPDATE sales_order SET staff_id = (SELECT min(staff_id) FROM staff"
+        " WHERE staff_id <> sales_order.staff_id) WHERE sales_order_id = %s"
+    )
+    execute(totesys_dsn, neighbour, (order + 1,))
+    again = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    assert again["load"]["rows"] == {"fact_sales_order": 1}  # the neighbour's
+    assert len(query(warehouse_dsn, history, (order,))) == 3
 
 
 def test_a_row_inserted_and_deleted_between_two_passes_is_marked_deleted(
