@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +57,7 @@ from totes.pipeline.lake import (
     batch_time,
     csv_key,
     manifest_key,
+    refuse_unwritten,
 )
 from totes.schema.source import FULL_COPY_TABLES, SOURCE_TABLES, SourceTable, catalog_type
 
@@ -292,6 +294,7 @@ class _Writer:
             part_where = where if low is None else _in_range(table, where, low, high)
             with self.lake.ingestion.open_new(key) as stream:
                 _copy_to(session, table, part_where, stream)
+            refuse_unwritten(stream, self.lake.ingestion.location(key))
             return Part(key, count)
 
         return sessions.share(range(1, len(ranges) + 1), copy_part)
@@ -777,12 +780,14 @@ def _next_batch_id(now: datetime, previous: IngestionManifest | None) -> tuple[s
     Batch ids order batches: a fact's current version is the one of its latest batch, a
     dimension keeps the latest batch's values, an extract builds on the latest manifest. So
     an id is the source's clock unless that reads no later than the previous batch's (its
-    clock was stepped back, e.g. by NTP after running fast): then it is the previous batch's
-    time and a microsecond, and the warning says so."""
+    clock was stepped back, e.g. by NTP after running fast): then it is a moment (up to a
+    second) after the previous batch's time, and the warning says so."""
     last = batch_time(previous.batch_id) if previous else None
     if last is None or now > last:
         return batch_id_at(now), None
-    batch_id = batch_id_at(last + timedelta(microseconds=1))
+    # Up to a second on: an attempt that stopped before its manifest left files under the
+    # id it chose, and a retry must not choose the same one (``refuse_unwritten``).
+    batch_id = batch_id_at(last + timedelta(microseconds=1 + secrets.randbelow(999_999)))
     if now == last:
         return batch_id, None
     return batch_id, (

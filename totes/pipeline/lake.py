@@ -42,7 +42,7 @@ from typing import Self, TypeVar
 from urllib.parse import urlparse
 
 from totes.pipeline.checksums import BucketChecksums
-from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store
+from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store, StreamedObject
 
 MANIFESTS = "_manifests/"
 CHECKSUMS = "_checksums/"
@@ -60,6 +60,12 @@ class DamagedObjectError(LakeError):
     """A manifest, checksum file or skip record that cannot be read: changed or cut after
     it was written (the lake never overwrites one). Not an undeliverable batch: skipping
     its batch does not help, the next extract reads it too; its earlier version does."""
+
+
+class ObjectExistsError(LakeError):
+    """A batch's file is already in the lake: an earlier attempt with the same batch id
+    left it (a crash before its manifest). Never taken as this attempt's: it may hold
+    older rows than the manifest would say."""
 
 
 T = TypeVar("T")
@@ -80,6 +86,15 @@ def _read(store: ObjectStore, key: str, parse: Callable[[bytes], T]) -> T:
 
 
 _BATCH_ID_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
+def refuse_unwritten(stream: StreamedObject, location: str) -> None:
+    """ObjectExistsError unless ``stream`` (from ``open_new``) became the object."""
+    if not stream.written:
+        raise ObjectExistsError(
+            f"{location} already exists: an earlier extract with this batch id stopped before"
+            " its manifest. Nothing of it is used; the next run names its batch anew"
+        )
 
 
 def batch_id_at(snapshot_time: datetime) -> str:
@@ -396,6 +411,7 @@ class Lake:
         key = checksums_key(table, batch_id)
         with self.ingestion.open_new(key) as stream:  # write-once: an existing file stays
             checksums.write_json(stream, table, width)
+        refuse_unwritten(stream, self.ingestion.location(key))
         return key
 
     # operator decisions

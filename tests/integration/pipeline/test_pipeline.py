@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -13,9 +14,10 @@ from psycopg2 import sql
 
 from tests.support.oracle import differences, rows
 from tests.support.sql import execute, query
+from totes.pipeline import extract
 from totes.pipeline.audit import run_audit
 from totes.pipeline.extract import ExtractSettings, run_extract
-from totes.pipeline.lake import Lake
+from totes.pipeline.lake import Lake, ObjectExistsError
 from totes.pipeline.load import run_load
 from totes.pipeline.object_store import S3Store
 from totes.pipeline.transform import run_transform
@@ -397,13 +399,9 @@ def test_a_late_commit_stamped_before_the_version_it_overwrites_is_current(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
-def test_a_source_clock_set_back_keeps_batches_in_order_and_says_so_once(
-    folder_lake, totesys_dsn, warehouse_dsn
-):
-    """The source server's clock runs a day fast for one extract, then is set right (NTP):
-    later batches must still come after that one, or its version would stay current."""
+def skewable_reader(totesys_dsn: str) -> str:
+    """A read-only role whose clock_timestamp() is the server's plus ``clock.skew``."""
     reader = read_only_dsn(totesys_dsn, "t_clock")
-    # The reader's clock_timestamp() is the server's plus a skew we set.
     for statement in (
         "CREATE SCHEMA clock",
         "CREATE TABLE clock.skew (skew interval NOT NULL)",
@@ -415,6 +413,15 @@ def test_a_source_clock_set_back_keeps_batches_in_order_and_says_so_once(
         "ALTER ROLE t_clock SET search_path = public, clock, pg_catalog",
     ):
         execute(totesys_dsn, statement)
+    return reader
+
+
+def test_a_source_clock_set_back_keeps_batches_in_order_and_says_so_once(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """The source server's clock runs a day fast for one extract, then is set right (NTP):
+    later batches must still come after that one, or its version would stay current."""
+    reader = skewable_reader(totesys_dsn)
     change = "UPDATE payment SET payment_amount = %s, last_updated = %s WHERE payment_id = 2"
     run_pipeline(folder_lake, reader, warehouse_dsn)
     execute(totesys_dsn, "UPDATE clock.skew SET skew = '1 day'")
@@ -435,6 +442,45 @@ def test_a_source_clock_set_back_keeps_batches_in_order_and_says_so_once(
     assert after["warnings"] == ""  # said once, not every 10 minutes
     current = "SELECT payment_amount::text FROM fact_payment_current WHERE payment_id = 2"
     assert query(warehouse_dsn, current) == [("333.33",)]
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+
+
+def test_an_extract_that_stopped_midway_never_has_its_files_taken_by_the_next(
+    folder_lake, totesys_dsn, warehouse_dsn, monkeypatch
+):
+    """With the clock set back, batch ids no longer come from it: an attempt that stopped
+    before its manifest left a CSV under the id it chose. A next attempt that chose the same
+    id must fail, not take that older CSV for its own (its newer rows would never come)."""
+    reader = skewable_reader(totesys_dsn)
+    change = "UPDATE payment SET payment_amount = %s, last_updated = %s WHERE payment_id = 2"
+    run_pipeline(folder_lake, reader, warehouse_dsn)
+    execute(totesys_dsn, "UPDATE clock.skew SET skew = '1 day'")
+    execute(totesys_dsn, change, ("100.00", source_now(totesys_dsn)))
+    run_pipeline(folder_lake, reader, warehouse_dsn)
+    execute(totesys_dsn, "UPDATE clock.skew SET skew = '0'")
+    execute(totesys_dsn, change, ("111.11", source_now(totesys_dsn)))
+    copy_table = extract._extract_table
+
+    def stopping_after_payment(conn, table, *args):
+        run = copy_table(conn, table, *args)
+        if table.name == "payment":
+            raise InterruptedError("the extract stops (a timeout) after payment's CSV")
+        return run
+
+    with monkeypatch.context() as patched:
+        patched.setattr(extract, "_extract_table", stopping_after_payment)
+        patched.setattr(secrets, "randbelow", lambda _: 0)  # this id, then the same again
+        with pytest.raises(InterruptedError):
+            run_extract(folder_lake, reader)
+        execute(totesys_dsn, change, ("222.22", source_now(totesys_dsn)))
+        patched.setattr(extract, "_extract_table", copy_table)
+        with pytest.raises(ObjectExistsError, match=r"payment/.*\.csv already exists"):
+            run_extract(folder_lake, reader)
+
+    run_pipeline(folder_lake, reader, warehouse_dsn)  # another id
+
+    current = "SELECT payment_amount::text FROM fact_payment_current WHERE payment_id = 2"
+    assert query(warehouse_dsn, current) == [("222.22",)]
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
