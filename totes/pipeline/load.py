@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import psycopg2
 import psycopg2.errors
@@ -255,83 +254,94 @@ def _divert_waiting(
     return cur.rowcount
 
 
-def _version_next_to(
-    table: WarehouseTable, row: str, side: Literal["before", "after"]
-) -> sql.Composable:
-    """SQL: the version hash of the id's version in the batch just before (or after) the
-    batch of ``row`` (an alias with the fact's key and a ``batch_id``), or NULL. The
-    (id, batch_id) index finds it."""
+def _waiting_versions(table: WarehouseTable, alias: str) -> sql.Composable:
+    """SQL: (id, batch_id, version_hash) of the table's waiting rows (``%s``: the table's
+    name), typed as the table's rows through ``alias``."""
     return sql.SQL(
-        "(SELECT f.version_hash FROM {target} f WHERE f.{key} = {row}.{key}"
-        " AND f.batch_id {op} {row}.batch_id ORDER BY f.batch_id {order} LIMIT 1)"
+        "SELECT {alias}.{key} AS id, w.batch_id, {hash} AS version_hash"
+        " FROM {waiting} w, jsonb_populate_record(NULL::{target}, w.row) {alias}"
+        " WHERE w.table_name = %s"
     ).format(
-        target=sql.Identifier(table.name),
+        alias=sql.Identifier(alias),
         key=sql.Identifier(table.key),
-        row=sql.Identifier(row),
-        op=sql.SQL("<" if side == "before" else ">"),
-        order=sql.SQL("DESC" if side == "before" else "ASC"),
+        hash=version_hash_of(table, alias),
+        waiting=sql.Identifier(WAITING_TABLE),
+        target=sql.Identifier(table.name),
     )
 
 
 def _append_facts(
     cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
 ) -> int:
-    """The staged rows that differ from their id's current version (its latest batch's),
-    as new versions: a version read again adds nothing, while content that comes back
-    (A -> B -> A, a silent edit undone) is a version again."""
-    names = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    """The staged rows that differ from their id's current version, as new versions: a
+    version read again adds nothing, while content that comes back (A -> B -> A, a silent
+    edit undone) is a version again. The current version is the latest batch's, among the
+    table's versions (the (id, batch_id) index finds it) and the versions that wait for a
+    dimension row (they take their batch's place when they are delivered)."""
+    key = sql.Identifier(table.key)
     cur.execute(
         sql.SQL(
-            "INSERT INTO {target} ({cols}, batch_id)"
+            "INSERT INTO {target} ({names}, batch_id)"
             " SELECT {cols}, s.batch_id FROM (SELECT *, %s::text AS batch_id FROM {staging}) s"
-            " WHERE {hash} IS DISTINCT FROM {current}"
-            " ORDER BY {key}, last_updated_date, last_updated_time"
+            " LEFT JOIN LATERAL (SELECT f.batch_id, f.version_hash FROM {target} f"
+            " WHERE f.{key} = s.{key} AND f.batch_id < s.batch_id"
+            " ORDER BY f.batch_id DESC LIMIT 1) loaded ON true"
+            " LEFT JOIN (SELECT DISTINCT ON (id) id, batch_id, version_hash FROM ({waiting}) v"
+            " WHERE batch_id < %s ORDER BY id, batch_id DESC) waits ON waits.id = s.{key}"
+            " WHERE {hash} IS DISTINCT FROM CASE WHEN waits.batch_id > loaded.batch_id"
+            " OR loaded.batch_id IS NULL THEN waits.version_hash ELSE loaded.version_hash END"
+            " ORDER BY s.{key}"
         ).format(
             target=sql.Identifier(table.name),
-            cols=names,
+            names=sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names),
+            cols=sql.SQL(", ").join(
+                sql.SQL("s.{}").format(sql.Identifier(c)) for c in table.column_names
+            ),
             staging=staging,
+            key=key,
+            waiting=_waiting_versions(table, "r"),
             hash=version_hash_of(table, "s"),
-            current=_version_next_to(table, "s", "before"),
-            key=sql.Identifier(table.key),
         ),
-        (batch_id,),
+        (batch_id, table.name, batch_id),
     )
     return cur.rowcount
 
 
 def _deliver_waiting(cur: Cursor, table: WarehouseTable) -> int:
     """Append the waiting rows of ``table`` whose dimension rows have arrived since, each
-    in its own batch's place among the id's versions: unless it repeats the version before
-    it (or the one after, already loaded), as an id's versions re-read while they waited."""
-    picked = sql.SQL(", ").join(
-        sql.SQL("r.{}").format(sql.Identifier(c)) for c in table.column_names
-    )
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    in its own batch's place among the id's versions, unless it repeats the version before
+    it, or the loaded one after it (an id's version read again while it waited)."""
     key = sql.Identifier(table.key)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
     cur.execute(
         sql.SQL(
             "WITH ready AS (DELETE FROM {waiting} w WHERE w.table_name = %s AND {missing} IS NULL"
             " RETURNING w.row, w.batch_id),"
-            " typed AS (SELECT {picked}, ready.batch_id"
+            " typed AS (SELECT r.*, ready.batch_id AS waited_in, {hash} AS hash"
             " FROM ready, jsonb_populate_record(NULL::{target}, ready.row) r),"
-            " hashed AS (SELECT *, {hash} AS version_hash,"
-            " lag({hash}) OVER (PARTITION BY {key} ORDER BY batch_id) AS ready_before"
-            " FROM typed w)"
+            # Every version of these ids, loaded or ready, in batch order.
+            " timeline AS (SELECT {key} AS id, waited_in AS batch_id, hash, true AS ready"
+            " FROM typed UNION ALL SELECT f.{key}, f.batch_id, f.version_hash, false"
+            " FROM {target} f WHERE f.{key} IN (SELECT {key} FROM typed)),"
+            " placed AS (SELECT id, batch_id, ready, lag(hash) OVER id_order AS before,"
+            " lead(hash) OVER id_order AS after, lead(ready) OVER id_order AS after_ready"
+            " FROM timeline WINDOW id_order AS (PARTITION BY id ORDER BY batch_id))"
             " INSERT INTO {target} ({cols}, batch_id)"
-            " SELECT {cols}, w.batch_id FROM hashed w"
-            " WHERE w.version_hash IS DISTINCT FROM coalesce(w.ready_before, {before})"
-            " AND w.version_hash IS DISTINCT FROM {after}"
-            " ORDER BY {key}, w.batch_id"
+            " SELECT {picked}, t.waited_in FROM typed t"
+            " JOIN placed p ON p.ready AND p.id = t.{key} AND p.batch_id = t.waited_in"
+            " WHERE t.hash IS DISTINCT FROM p.before"
+            " AND (p.after_ready OR t.hash IS DISTINCT FROM p.after)"
+            " ORDER BY t.{key}, t.waited_in"
         ).format(
             waiting=sql.Identifier(WAITING_TABLE),
             missing=_missing_dimensions(table, _waiting_value),
             target=sql.Identifier(table.name),
-            picked=picked,
-            hash=version_hash_of(table, "w"),
+            hash=version_hash_of(table, "r"),
             key=key,
             cols=cols,
-            before=_version_next_to(table, "w", "before"),
-            after=_version_next_to(table, "w", "after"),
+            picked=sql.SQL(", ").join(
+                sql.SQL("t.{}").format(sql.Identifier(c)) for c in table.column_names
+            ),
         ),
         (table.name,),
     )

@@ -277,6 +277,48 @@ def test_a_version_read_again_while_it_waits_is_one_version_when_it_arrives(
     assert query(warehouse_dsn, versions, (payment,)) == [(original,), (new_transaction,)]
 
 
+@pytest.mark.parametrize(
+    "versions",
+    [
+        "A B A",  # a silent edit undone, while B waits for its transaction
+        "A B C B",  # B waits, C loads, B again (waits): B is current, after C
+    ],
+)
+def test_versions_that_waited_take_their_batchs_place_in_the_history(
+    versions, key_checks, rewritten, warehouse_dsn
+):
+    """Each batch holds the payment as the versions say (same last_updated: silent edits);
+    B is on a transaction the warehouse gets only after the last of them. The history is
+    every change, in batch order, the current version the last, as a replay builds it."""
+    late, batch_id, frame, put = rewritten
+
+    a = frame("fact_payment").head(1)
+    payment, original = a["payment_id"][0], a["transaction_id"][0]
+    other = frame("dim_transaction").filter(pl.col("transaction_id") != original)
+    transaction = {"A": original, "B": 9_000_000, "C": other["transaction_id"][0]}
+    names = versions.split()
+    batches = [batch_id, *(f"2099120{n}T000000000000Z" for n in range(1, len(names) + 1))]
+    for name, batch, previous in zip(names[1:], batches[1:], batches, strict=False):
+        put(
+            batch,
+            {"fact_payment": a.with_columns(transaction_id=pl.lit(transaction[name], pl.Int32))},
+            previous,
+        )
+    arrived = other.head(1).with_columns(transaction_id=pl.lit(transaction["B"], pl.Int32))
+    put(batches[-1], {"dim_transaction": arrived}, batches[-2])
+    history = "SELECT transaction_id FROM fact_payment WHERE payment_id = %s ORDER BY batch_id"
+    current = "SELECT transaction_id FROM fact_payment_current WHERE payment_id = %s"
+    with connect(warehouse_dsn) as conn:
+        for batch in batches:
+            load_batches(conn, late, [batch])
+        run_by_run = query(warehouse_dsn, history, (payment,))
+        replay(conn, late, "fact_payment")
+
+    assert run_by_run == [(transaction[name],) for name in names]
+    assert query(warehouse_dsn, history, (payment,)) == run_by_run
+    assert query(warehouse_dsn, current, (payment,)) == [(transaction[names[-1]],)]
+
+
 def test_a_parquet_file_with_fewer_rows_than_its_manifest_stops_the_batch(
     transformed, warehouse_dsn
 ):
