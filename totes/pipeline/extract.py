@@ -511,19 +511,22 @@ class _Surveyor:
         lock, done = Lock(), {}
 
         def drain(session: Connection) -> None:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    job = queue.popleft()
-                done[job] = work(session, job)
+            try:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        job = queue.popleft()
+                    done[job] = work(session, job)
+            except BaseException:
+                with lock:  # neither session starts another job
+                    queue.clear()
+                raise
 
         helping = self._pool.submit(drain, self._helper)
         try:
             drain(self._conn)
         except BaseException:
-            with lock:
-                queue.clear()
             wait_for([helping])
             raise
         if not helping.cancel():  # started: it ends with its job in hand

@@ -246,20 +246,21 @@ def test_parts_are_shared_with_the_second_session_once_it_has_no_survey_left(tot
     assert {pid for _, pid in done} == pids  # both sessions took some
 
 
-def test_a_failed_part_fails_the_extract_and_the_second_session_stops(totesys_dsn):
+@pytest.mark.parametrize("failing", ["first", "second"])
+def test_a_failed_part_fails_the_extract_and_the_other_session_stops(failing, totesys_dsn):
     taken = []
 
     def copy_part(session, job: int) -> int:
         taken.append(job)
-        if job == 3:
-            raise psycopg2.DatabaseError("the lake refused part 3")
+        if session is (conn if failing == "first" else helper):
+            raise psycopg2.DatabaseError(f"the lake refused part {job}")
         _backend(session, job)
         return job
 
     with connect(totesys_dsn) as conn, connect(totesys_dsn) as helper:
         sessions = _sessions(conn, helper)
         try:
-            with pytest.raises(psycopg2.DatabaseError, match="part 3"):
+            with pytest.raises(psycopg2.DatabaseError, match="refused part"):
                 sessions.share(range(1, 101), copy_part)
         finally:
             sessions.close()
