@@ -204,16 +204,17 @@ def _selection(
     the given buckets. Values are literals (COPY takes no parameters), never text."""
     if ids is None:
         return sql.SQL("")
+    # bigint: an id retyped so in ToteSys may have outgrown integer (the transform then
+    # sets its row aside); an integer[] cast would stop every extract instead.
+    pk, ids_array = sql.Identifier(table.primary_key), sql.Literal(ids)
+    if not buckets:  # the key's index finds them
+        return sql.SQL(" WHERE {} = ANY({}::bigint[])").format(pk, ids_array)
+    # A scan of the table; each side bigint, so each ANY looks its value up in a hash of
+    # the array (integer = ANY(bigint[]) walks the array: 1.6 M payments against 15,800
+    # buckets took 32 s, against 0.3 s).
     return sql.SQL(
-        # bigint: an id retyped so in ToteSys may have outgrown integer (the transform then
-        # sets its row aside); an integer[] cast would stop every extract instead.
-        " WHERE ({pk} = ANY({ids}::bigint[]) OR {bucket} = ANY({b}::bigint[]))"
-    ).format(
-        pk=sql.Identifier(table.primary_key),
-        ids=sql.Literal(ids),
-        bucket=_bucket(table),
-        b=sql.Literal(buckets or []),
-    )
+        " WHERE ({pk}::bigint = ANY({ids}::bigint[]) OR ({bucket})::bigint = ANY({b}::bigint[]))"
+    ).format(pk=pk, ids=ids_array, bucket=_bucket(table), b=sql.Literal(buckets))
 
 
 def _in_range(table: SourceTable, where: sql.Composable, low: int, high: int) -> sql.Composable:
