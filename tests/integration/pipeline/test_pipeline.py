@@ -14,7 +14,7 @@ from psycopg2 import sql
 
 from tests.support.oracle import differences, rows
 from tests.support.sql import execute, query
-from totes.pipeline import extract
+from totes.pipeline import extract, load
 from totes.pipeline.audit import run_audit
 from totes.pipeline.extract import ExtractSettings, run_extract
 from totes.pipeline.lake import Lake, ObjectExistsError
@@ -234,12 +234,15 @@ def test_a_late_commit_with_an_older_timestamp_is_not_lost(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+@pytest.mark.parametrize("buckets_found_by", ["index ranges", "a hashed lookup"])
 def test_silent_edits_and_deletions_at_the_ends_of_the_id_range_reach_the_warehouse(
-    folder_lake, totesys_dsn, warehouse_dsn
+    buckets_found_by, folder_lake, totesys_dsn, warehouse_dsn, monkeypatch
 ):
     """Buckets are ids // 100 rounded down everywhere (PostgreSQL's own division rounds
     toward zero): -150 is in bucket -2, -5 in bucket -1; the last bucket's end is past
-    the integers."""
+    the integers. The load finds a snapshot's ids either way (few buckets, or many)."""
+    if buckets_found_by == "a hashed lookup":
+        monkeypatch.setattr(load, "RANGE_SCANNED_BUCKETS", 0)
     top = 2**31 - 1
     stamp = source_now(totesys_dsn)
     for design_id in (-5, -150, top):
