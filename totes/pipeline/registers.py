@@ -47,6 +47,13 @@ REGISTERS_DDL: tuple[sql.Composable, ...] = (
         " batch_id text NOT NULL, row jsonb NOT NULL, missing text NOT NULL,"
         " waiting_since timestamptz NOT NULL DEFAULT now())"
     ).format(sql.Identifier(WAITING_TABLE)),
+    # The load looks waiting rows up by id, from every staged row of a batch.
+    only_when(
+        sql.SQL("to_regclass({}) IS NULL").format(sql.Literal(f"{WAITING_TABLE}_id")),
+        sql.SQL("CREATE INDEX {} ON {} (table_name, id)").format(
+            sql.Identifier(f"{WAITING_TABLE}_id"), sql.Identifier(WAITING_TABLE)
+        ),
+    ),
 )
 
 

@@ -501,8 +501,13 @@ def test_a_missing_version_index_or_register_column_is_made_again(warehouse_dsn)
         "CREATE UNIQUE INDEX fact_payment_version_key ON fact_payment (payment_id, version_hash)",
     )
     execute(warehouse_dsn, f"ALTER TABLE {BATCH_TABLE} DROP COLUMN reason")
+    execute(warehouse_dsn, f"DROP INDEX {WAITING_TABLE}_id")
     with connect(warehouse_dsn) as conn:
         ensure_warehouse(conn)
+    waiting_index = "SELECT indexdef FROM pg_indexes WHERE indexname = %s"
+    assert one(warehouse_dsn, waiting_index, (f"{WAITING_TABLE}_id",)) == (
+        f"CREATE INDEX {WAITING_TABLE}_id ON public.{WAITING_TABLE} USING btree (table_name, id)"
+    )
     assert query(
         warehouse_dsn,
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'fact_payment'"
