@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import psycopg2
 import psycopg2.errors
+from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extensions import parse_dsn
@@ -197,3 +198,12 @@ def connect(dsn: str, *, application_name: str = "totes") -> Iterator[Connection
         raise DatabaseUnavailableError(f"{what}: {first_line}") from None
     finally:
         conn.close()
+
+
+def bucket_of(key: sql.Composable, width: sql.Composable) -> sql.Composable:
+    """SQL: the id bucket of ``key``, ``key // width`` rounded down, as ``Snapshot`` counts
+    buckets (PostgreSQL's integer division rounds toward zero, which would put ids -99 to 99
+    in one bucket), as a bigint."""
+    return sql.SQL(
+        "(CASE WHEN {key} >= 0 THEN {key} / {w} ELSE ({key} + 1) / {w} - 1 END)::bigint"
+    ).format(key=key, w=width)

@@ -45,7 +45,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
 from totes.pipeline.checksums import BucketChecksums
-from totes.pipeline.db import connect, take_lock
+from totes.pipeline.db import bucket_of, connect, take_lock
 from totes.pipeline.lake import (
     IngestionManifest,
     Lake,
@@ -189,12 +189,8 @@ def _row_hash(table: SourceTable) -> sql.Composable:
 
 
 def _bucket(table: SourceTable) -> sql.Composable:
-    """A row's bucket, ``id // BUCKET_WIDTH`` rounded down as the load and ``Snapshot`` count
-    them: PostgreSQL's integer division rounds toward zero, which would put ids -99 to 99
-    in one bucket."""
-    return sql.SQL("CASE WHEN {pk} >= 0 THEN {pk} / {w} ELSE ({pk} + 1) / {w} - 1 END").format(
-        pk=sql.Identifier(table.primary_key), w=sql.Literal(BUCKET_WIDTH)
-    )
+    """A row's bucket, as the load and ``Snapshot`` count them."""
+    return bucket_of(sql.Identifier(table.primary_key), sql.Literal(BUCKET_WIDTH))
 
 
 def _selection(
@@ -213,7 +209,7 @@ def _selection(
     # the array (integer = ANY(bigint[]) walks the array: 1.6 M payments against 15,800
     # buckets took 32 s, against 0.3 s).
     return sql.SQL(
-        " WHERE ({pk}::bigint = ANY({ids}::bigint[]) OR ({bucket})::bigint = ANY({b}::bigint[]))"
+        " WHERE ({pk}::bigint = ANY({ids}::bigint[]) OR {bucket} = ANY({b}::bigint[]))"
     ).format(pk=pk, ids=ids_array, bucket=_bucket(table), b=sql.Literal(buckets))
 
 

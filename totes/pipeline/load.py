@@ -40,7 +40,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
-from totes.pipeline.db import connect, take_lock
+from totes.pipeline.db import bucket_of, connect, take_lock
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
 from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
@@ -415,12 +415,11 @@ def _mark_deletions(
         ).format(sql.Identifier(table.name), key=key)
         params += [list(snapshot.buckets), snapshot.width, snapshot.width]
     elif not snapshot.full:
-        # Rounded down, as Snapshot counts them; bigint on both sides, so the array is hashed.
-        in_buckets = sql.SQL(
-            " AND (CASE WHEN t.{key} >= 0 THEN t.{key} / %s ELSE (t.{key} + 1) / %s - 1 END)"
-            "::bigint = ANY(%s::bigint[])"
-        ).format(key=key)
-        bucket_params = [snapshot.width, snapshot.width, list(snapshot.buckets)]
+        # bigint on both sides, so the array is hashed.
+        in_buckets = sql.SQL(" AND {} = ANY(%s::bigint[])").format(
+            bucket_of(sql.SQL("t.{}").format(key), sql.Literal(snapshot.width))
+        )
+        bucket_params = [list(snapshot.buckets)]
     params += [batch_id, *bucket_params, output.quarantined_ids, table.name]
     cur.execute(
         sql.SQL(
