@@ -57,11 +57,6 @@ REGISTERS_DDL: tuple[sql.Composable, ...] = (
 )
 
 
-def ensure_deletion_register(cur: Cursor) -> None:
-    """Create the deletion register when missing (for those who write it)."""
-    cur.execute(DELETION_REGISTER_DDL)
-
-
 def table_exists(cur: Cursor, name: str) -> bool:
     """Whether the warehouse has one of these tables (an older warehouse may not)."""
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))

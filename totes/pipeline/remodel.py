@@ -93,27 +93,6 @@ def empty_source(table: str) -> pl.DataFrame:
     return pl.DataFrame(schema=source_polars_schema(table))
 
 
-def latest_versions(table: str, versions: Sequence[pl.DataFrame]) -> pl.DataFrame:
-    """Each primary key's latest row, given the table's frames from oldest batch to newest.
-
-    A later batch always wins, whatever its ``last_updated`` says: silent updates change
-    rows without touching it. Within one batch, the latest ``last_updated`` wins.
-    """
-    if not versions:
-        return empty_source(table)
-    pk = source_table(table).primary_key
-    stacked = pl.concat(
-        [frame.with_columns(_batch=pl.lit(i)) for i, frame in enumerate(versions)],
-        how="vertical",
-    ).with_row_index("_row")
-    return (
-        stacked.sort("_batch", "last_updated", "_row")
-        .unique(subset=pk, keep="last", maintain_order=True)
-        .sort(pk)
-        .drop("_batch", "_row")
-    )
-
-
 # --- dimensions ---------------------------------------------------------------------------
 
 

@@ -208,18 +208,6 @@ def largest_first(batch_units: list[Unit]) -> list[int]:
     return sorted(range(len(batch_units)), key=lambda index: -batch_units[index].rows)
 
 
-def read_batch(lake: Lake, batch_id: str) -> _Batch:
-    """The batch's rows by table (tables without rows are absent), counts checked."""
-    manifest = lake.ingestion_manifest(batch_id)
-    batch = _Batch(manifest)
-    for table, extract in manifest.tables.items():
-        source_table(table)
-        if extract.key is None:
-            continue
-        batch.add(table, _read_whole(lake, table, extract.files), extract.files)
-    return batch
-
-
 def _read_unit(lake: Lake, manifest: IngestionManifest, unit: Unit) -> _Batch:
     batch = _Batch(manifest)
     if unit.part is not None:

@@ -16,7 +16,7 @@ from totes.pipeline.audit_model import AUDITED_TABLE_NAMES, UnknownTableError
 from totes.pipeline.extract import run_extract
 from totes.pipeline.lake import Lake
 from totes.pipeline.load import run_load
-from totes.pipeline.registers import ensure_deletion_register
+from totes.pipeline.registers import DELETION_REGISTER_DDL
 from totes.pipeline.transform import run_transform
 from totes.totesys.database import read_only_dsn
 
@@ -477,7 +477,7 @@ def with_register(dsn: str, *entries: tuple[str, int]) -> None:
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
-            ensure_deletion_register(cur)
+            cur.execute(DELETION_REGISTER_DDL)
             for table, id_ in entries:
                 cur.execute(
                     "INSERT INTO etl_deleted_row (table_name, id, batch_id) VALUES (%s, %s, 'b1')",

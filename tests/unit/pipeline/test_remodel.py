@@ -18,7 +18,6 @@ from tests.support.sample_csv import (
     DEPARTMENT_CSV,
     PAYMENT_CSV,
     SALES_ORDER_CSV,
-    T0,
 )
 from totes.pipeline.ingestion_csv import read_ingestion_csv
 from totes.pipeline.remodel import (
@@ -31,7 +30,6 @@ from totes.pipeline.remodel import (
     dim_staff,
     fact,
     in_order,
-    latest_versions,
     needs_state,
     remodel_batch,
 )
@@ -332,27 +330,6 @@ def test_only_changed_tables_give_dimension_rows():
 def test_state_dimension_without_state_is_an_error():
     with pytest.raises(RemodelError, match="current state"):
         remodel_batch({"address": frame("address")}, {})
-
-
-def test_latest_versions_later_batch_wins_even_with_same_last_updated():
-    old = frame("department")
-    silent = DEPARTMENT_CSV.replace("Dispatch,Leds", "Dispatch,Leeds")  # same last_updated
-    latest = latest_versions("department", [old, frame("department", silent).head(3)])
-    assert latest.schema == old.schema
-    assert latest["department_id"].to_list() == [1, 2, 4]
-    assert rows(latest, "department_id", 4)["location"] == "Leeds"
-    # An older batch never overrides a newer one, whatever the order of ids in the files.
-    reverse = latest_versions("department", [frame("department", silent), old])
-    assert rows(reverse, "department_id", 4)["location"] == "Leds"
-
-
-def test_latest_versions_within_a_batch_takes_latest_last_updated():
-    both = DEPARTMENT_CSV + f"4,Dispatch,Leeds,Mark Hanna,{T0},2022-11-04 10:00:00\n"
-    reordered = both.splitlines()
-    text = "\n".join([reordered[0], reordered[-1], *reordered[1:-1]]) + "\n"
-    latest = latest_versions("department", [frame("department", text)])
-    assert rows(latest, "department_id", 4)["location"] == "Leeds"
-    assert latest_versions("department", []).is_empty()
 
 
 def test_rows_come_out_in_id_order_then_last_updated_whatever_order_they_came_in():
