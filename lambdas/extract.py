@@ -8,12 +8,12 @@ from totes.pipeline.config import (
     source_dsn_from_env,
 )
 from totes.pipeline.events import reconcile_requested
-from totes.pipeline.extract import (
+from totes.pipeline.extract import run_extract
+from totes.pipeline.extract_settings import (
     DEFAULT_PART_ROWS,
     RECONCILE_EVERY_RUN_ROWS,
     RECONCILE_INTERVAL,
     ExtractSettings,
-    run_extract,
 )
 from totes.pipeline.observability import stage_handler
 

@@ -50,7 +50,7 @@ from totes.pipeline.audit_model import (
 from totes.pipeline.audit_report import PENDING, AuditReport, Example, TableAudit
 from totes.pipeline.db import connect
 from totes.pipeline.events import InvalidInputError
-from totes.pipeline.extract import OVERLAP
+from totes.pipeline.extract_settings import OVERLAP
 from totes.pipeline.lake import batch_time
 from totes.pipeline.registers import deletion_register_exists, waiting_ids
 

@@ -10,7 +10,8 @@ import pytest
 from tests.support.sql import execute, one, query
 from totes.analytics import lake_tables
 from totes.analytics.warehouse import Warehouse
-from totes.pipeline.extract import ExtractSettings, run_extract
+from totes.pipeline.extract import run_extract
+from totes.pipeline.extract_settings import ExtractSettings
 from totes.pipeline.lake import Lake
 from totes.pipeline.load import run_load
 from totes.pipeline.transform import run_transform

@@ -348,7 +348,7 @@ def test_the_warehouse_going_away_mid_load_is_retried_and_nothing_is_half_loaded
 def test_the_source_going_away_mid_extract_is_retried(
     settings: RunSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = totes.pipeline.extract._copy_to
+    real = totes.pipeline.extract.copy_to
     killed = []
 
     def copy_then_die(conn, table, where, stream):
@@ -358,7 +358,7 @@ def test_the_source_going_away_mid_extract_is_retried(
                 killer.execute("SELECT pg_terminate_backend(%s)", (conn.get_backend_pid(),))
         return real(conn, table, where, stream)
 
-    monkeypatch.setattr(totes.pipeline.extract, "_copy_to", copy_then_die)
+    monkeypatch.setattr(totes.pipeline.extract, "copy_to", copy_then_die)
     report = healthy(settings)
     assert killed == ["payment"] and report.alerts == []
 

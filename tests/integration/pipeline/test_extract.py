@@ -12,15 +12,12 @@ import pytest
 
 from tests.support.sql import execute, one
 from totes.pipeline.db import connect
-from totes.pipeline.extract import (
-    ExtractSettings,
-    SchemaDriftError,
-    _smallest_first,
-    _Surveyor,
-    check_source_schema,
-    extract_batch,
-)
+from totes.pipeline.extract import extract_batch
+from totes.pipeline.extract_sessions import ExtractSessions
+from totes.pipeline.extract_settings import ExtractSettings
 from totes.pipeline.lake import Lake
+from totes.pipeline.source_drift import SchemaDriftError, check_source_schema
+from totes.pipeline.source_sql import smallest_first
 from totes.schema.source import SOURCE_TABLE_NAMES, SOURCE_TABLES, source_table
 
 
@@ -222,10 +219,10 @@ def test_a_second_session_surveys_in_the_same_snapshot(totesys_dsn, tmp_path):
                 assert alone.checksums(table.checksums) == helped.checksums(other.checksums)
 
 
-def _sessions(conn, helper) -> _Surveyor:
+def _sessions(conn, helper) -> ExtractSessions:
     """The extract's two sessions, the second with one small survey to do first."""
     conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-    return _Surveyor(conn, helper, "2030-01-01T00:00:00.000", [source_table("currency")], 100)
+    return ExtractSessions(conn, helper, "2030-01-01T00:00:00.000", [source_table("currency")], 100)
 
 
 def _backend(session, job: int) -> tuple[int, int]:
@@ -275,7 +272,7 @@ def test_tables_are_worked_smallest_first_and_listed_in_the_sources_order(totesy
         " FROM generate_series(1, 5000) AS n",
     )
     with connect(totesys_dsn) as conn:
-        order = [table.name for table in _smallest_first(conn, SOURCE_TABLES)]
+        order = [table.name for table in smallest_first(conn, SOURCE_TABLES)]
     sizes = [one(totesys_dsn, "SELECT pg_relation_size(%s::regclass)", (name,)) for name in order]
     assert sorted(order) == sorted(SOURCE_TABLE_NAMES)
     assert sizes == sorted(sizes)

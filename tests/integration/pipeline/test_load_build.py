@@ -14,7 +14,8 @@ import totes.pipeline.load
 from tests.support.oracle import differences
 from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
-from totes.pipeline.extract import ExtractSettings, run_extract
+from totes.pipeline.extract import run_extract
+from totes.pipeline.extract_settings import ExtractSettings
 from totes.pipeline.lake import Lake, ProcessedManifest, manifest_key
 from totes.pipeline.load import load_batches
 from totes.pipeline.load_build import BUILD_SCHEMA

@@ -17,7 +17,8 @@ from psycopg2 import sql
 from tests.support.oracle import differences
 from tests.support.sql import execute, one, query
 from totes.pipeline.db import connect
-from totes.pipeline.extract import BUCKET_WIDTH, ExtractSettings, run_extract
+from totes.pipeline.extract import run_extract
+from totes.pipeline.extract_settings import BUCKET_WIDTH, ExtractSettings
 from totes.pipeline.ingestion_csv import IngestionFormatError
 from totes.pipeline.lake import Lake, manifest_key, parquet_key, unit_result_key
 from totes.pipeline.load import ensure_warehouse, plan_load, run_load, run_stage_part

@@ -16,7 +16,8 @@ from tests.support.oracle import differences, rows
 from tests.support.sql import execute, query
 from totes.pipeline import extract, load
 from totes.pipeline.audit import run_audit
-from totes.pipeline.extract import ExtractSettings, run_extract
+from totes.pipeline.extract import run_extract
+from totes.pipeline.extract_settings import ExtractSettings
 from totes.pipeline.lake import Lake, ObjectExistsError
 from totes.pipeline.load import run_load
 from totes.pipeline.object_store import S3Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from totes.pipeline.extract import _SurveyStream, add_bucket
+from totes.pipeline.extract_survey import _SurveyStream, add_bucket
 
 
 def _cut(buckets: list[tuple[int, int, int]], part_rows: int) -> list[tuple[int, int, int]]:
