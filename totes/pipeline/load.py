@@ -40,12 +40,11 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
-from totes.pipeline.db import bucket_of, connect, take_lock
+from totes.pipeline.db import connect, take_lock
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
 from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
 from totes.pipeline.load_build import (
-    DROP_STALE_BUILD,
     BuildRefused,
     build_tables,
     is_new_warehouse,
@@ -60,32 +59,35 @@ from totes.pipeline.load_bulk import (
     is_small_beside,
     primary_key_built_in_bulk,
 )
+from totes.pipeline.load_deletions import mark_deletions
+from totes.pipeline.load_merge import (
+    append_facts,
+    deliver_waiting,
+    divert_waiting,
+    merge_dimension,
+    stage,
+)
 from totes.pipeline.load_parts import LoadError, copy_parts
 from totes.pipeline.load_stage import (
     clear_staged,
     fully_staged,
     stage_part,
     staged_parts,
-    take_staged,
 )
 from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
 from totes.pipeline.warehouse_ddl import (
-    version_hash_migration,
-    version_hash_of,
     warehouse_ddl,
 )
-from totes.pipeline.warehouse_views import VIEW_NAMES
+from totes.pipeline.warehouse_setup import LOAD_LOCK_ID, ensure_warehouse
 from totes.schema.warehouse import (
     WAREHOUSE_TABLE_NAMES,
     WAREHOUSE_TABLES,
-    Column,
     WarehouseTable,
     warehouse_table,
 )
 
 logger = logging.getLogger(__name__)
 
-LOAD_LOCK_ID = 7_146_203_952
 # A batch of at least this many rows for a table, and at least 1/BULK_SHARE of the rows
 # the table holds, is written in bulk (load_bulk): its foreign keys checked once, by a join,
 # instead of row by row (a lookup and a lock on the dimension row: ~50-80 us a row here, so
@@ -94,11 +96,6 @@ LOAD_LOCK_ID = 7_146_203_952
 BULK_CHECK_ROWS = 10_000
 BULK_SHARE = 20
 MAX_LISTED = 50
-# A snapshot of up to this many buckets finds its ids by a range scan of the key's index
-# per bucket; of more (a pass that found most buckets changed), by one scan of the table
-# with a hashed bucket lookup: the planner guesses a range's rows from the whole table
-# (175,000 a bucket for 100), and past a few hundred buckets its plans took minutes.
-RANGE_SCANNED_BUCKETS = 200
 
 
 class BrokenChainError(UndeliverableBatchError):
@@ -118,329 +115,6 @@ class LoadSummary:
         for table, count in counts.items():
             if count:
                 into[table] = into.get(table, 0) + count
-
-
-def ensure_warehouse(conn: Connection) -> None:
-    """Create the warehouse tables, keys and registers when missing (and bring a warehouse
-    of an earlier version up to date)."""
-    with conn, conn.cursor() as cur:
-        take_lock(cur, LOAD_LOCK_ID, "another load")
-        cur.execute(DROP_STALE_BUILD)
-        _migrate_version_hashes(cur)
-        for statement in warehouse_ddl():
-            cur.execute(statement)
-
-
-def _migrate_version_hashes(cur: Cursor) -> None:
-    """Fact tables whose version_hash the load wrote (md5 text) get the computed one."""
-    cur.execute(
-        "SELECT table_name FROM information_schema.columns WHERE table_schema ="
-        " current_schema() AND column_name = 'version_hash' AND is_generated = 'NEVER'"
-    )
-    old = {name for (name,) in cur.fetchall()}
-    facts = [t for t in WAREHOUSE_TABLES if t.kind == "fact" and t.name in old]
-    if not facts:
-        return
-    # Our views show version_hash; warehouse_ddl creates them again. Not CASCADE: a view
-    # of someone else's on ours stops the migration, loudly, instead of vanishing.
-    cur.execute(
-        sql.SQL("DROP VIEW IF EXISTS {}").format(
-            sql.SQL(", ").join(sql.Identifier(v) for v in VIEW_NAMES)
-        )
-    )
-    for table in facts:
-        for statement in version_hash_migration(table):
-            cur.execute(statement)
-
-
-def _stage(
-    cur: Cursor, lake: Lake, output: TableOutput, table: WarehouseTable, batch_id: str
-) -> sql.Identifier:
-    """Every part of the table's rows in a temporary staging table: taken from what a
-    fan-out staged (load_stage), or COPYed from each Parquet part in turn (memory holds
-    one part)."""
-    staging = sql.Identifier(f"stage_{table.name}")
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
-    cur.execute(
-        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            staging, columns, sql.Identifier(table.name)
-        )
-    )
-    if not take_staged(cur, batch_id, table, output, staging):
-        copy_parts(cur, lake, output, table, staging)
-    # A temporary table is never analysed by autovacuum: without its statistics the
-    # planner took 1.4 M staged ids for 200 and probed an index 1.4 M times.
-    cur.execute(sql.SQL("ANALYZE {}").format(staging))
-    return staging
-
-
-def _merge_dimension(
-    cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
-) -> int:
-    target = sql.Identifier(table.name)
-    key = sql.Identifier(table.key)
-    names = [sql.Identifier(c) for c in table.column_names]
-    values = [n for n in names if n != key]
-    if table.name == "dim_date":
-        conflict = sql.SQL("DO NOTHING")  # a calendar day never changes
-    else:
-        conflict = sql.SQL(
-            "DO UPDATE SET {sets}, batch_id = EXCLUDED.batch_id"
-            " WHERE {target}.batch_id <= EXCLUDED.batch_id"
-            " AND ({old}) IS DISTINCT FROM ({new})"
-        ).format(
-            sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(n) for n in values),
-            target=target,
-            old=sql.SQL(", ").join(sql.SQL("{}.{}").format(target, n) for n in values),
-            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(n) for n in values),
-        )
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {target} ({cols}, batch_id) SELECT {cols}, %s FROM {staging}"
-            " ON CONFLICT ({key}) {conflict}"
-        ).format(
-            target=target,
-            cols=sql.SQL(", ").join(names),
-            staging=staging,
-            key=key,
-            conflict=conflict,
-        ),
-        (batch_id,),
-    )
-    return cur.rowcount
-
-
-def _missing_dimensions(
-    table: WarehouseTable, value_of: Callable[[Column], sql.Composable]
-) -> sql.Composable:
-    """SQL naming the dimension rows a fact row lacks (``value_of(col)``: its value of a
-    foreign key column), or NULL when every one is there."""
-    cases = [
-        sql.SQL(
-            "CASE WHEN NOT EXISTS (SELECT 1 FROM {dim} d WHERE d.{key} = {value})"
-            " THEN {label} || {value}::text END"
-        ).format(
-            dim=sql.Identifier(col.references),
-            key=sql.Identifier(warehouse_table(col.references).key),
-            value=value_of(col),
-            label=sql.Literal(f"{col.references} "),
-        )
-        for col in table.foreign_keys
-    ]
-    return sql.SQL("NULLIF(concat_ws(', ', {}), '')").format(sql.SQL(", ").join(cases))
-
-
-def _staged_value(col: Column) -> sql.Composable:
-    return sql.SQL("s.{}").format(sql.Identifier(col.name))
-
-
-def _waiting_value(col: Column) -> sql.Composable:
-    # The column's type comes from the schema (an allow-list), never from input.
-    return sql.SQL("(w.row ->> {})::{}").format(sql.Literal(col.name), sql.SQL(col.pg_type))
-
-
-def _divert_waiting(
-    cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
-) -> int:
-    """Move staged fact rows whose dimension rows are missing to the waiting register."""
-    missing = _missing_dimensions(table, _staged_value)
-    cur.execute(
-        sql.SQL(
-            "WITH gone AS (DELETE FROM {staging} s WHERE {missing} IS NOT NULL"
-            " RETURNING s.*, {missing} AS missing)"
-            " INSERT INTO {waiting} (table_name, id, batch_id, row, missing)"
-            " SELECT %s, gone.{key}, %s, to_jsonb(gone) - 'missing', gone.missing FROM gone"
-        ).format(
-            staging=staging,
-            missing=missing,
-            waiting=sql.Identifier(WAITING_TABLE),
-            key=sql.Identifier(table.key),
-        ),
-        (table.name, batch_id),
-    )
-    return cur.rowcount
-
-
-def _waiting_versions(table: WarehouseTable, alias: str) -> sql.Composable:
-    """SQL: (id, batch_id, version_hash) of the table's waiting rows (``%s``: the table's
-    name), typed as the table's rows through ``alias``."""
-    return sql.SQL(
-        "SELECT {alias}.{key} AS id, w.batch_id, {hash} AS version_hash"
-        " FROM {waiting} w, jsonb_populate_record(NULL::{target}, w.row) {alias}"
-        " WHERE w.table_name = %s"
-    ).format(
-        alias=sql.Identifier(alias),
-        key=sql.Identifier(table.key),
-        hash=version_hash_of(table, alias),
-        waiting=sql.Identifier(WAITING_TABLE),
-        target=sql.Identifier(table.name),
-    )
-
-
-def _append_facts(
-    cur: Cursor, table: WarehouseTable, staging: sql.Identifier, batch_id: str
-) -> int:
-    """The staged rows that differ from their id's current version, as new versions: a
-    version read again adds nothing, while content that comes back (A -> B -> A, a silent
-    edit undone) is a version again. The current version is the latest batch's, among the
-    table's versions (the (id, batch_id) index finds it) and the versions that wait for a
-    dimension row (they take their batch's place when they are delivered)."""
-    key = sql.Identifier(table.key)
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {target} ({names}, batch_id)"
-            " SELECT {cols}, s.batch_id FROM (SELECT *, %s::text AS batch_id FROM {staging}) s"
-            " LEFT JOIN LATERAL (SELECT f.batch_id, f.version_hash FROM {target} f"
-            " WHERE f.{key} = s.{key} AND f.batch_id < s.batch_id"
-            " ORDER BY f.batch_id DESC LIMIT 1) loaded ON true"
-            " LEFT JOIN (SELECT DISTINCT ON (id) id, batch_id, version_hash FROM ({waiting}) v"
-            " WHERE batch_id < %s ORDER BY id, batch_id DESC) waits ON waits.id = s.{key}"
-            " WHERE {hash} IS DISTINCT FROM CASE WHEN waits.batch_id > loaded.batch_id"
-            " OR loaded.batch_id IS NULL THEN waits.version_hash ELSE loaded.version_hash END"
-            " ORDER BY s.{key}"
-        ).format(
-            target=sql.Identifier(table.name),
-            names=sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names),
-            cols=sql.SQL(", ").join(
-                sql.SQL("s.{}").format(sql.Identifier(c)) for c in table.column_names
-            ),
-            staging=staging,
-            key=key,
-            waiting=_waiting_versions(table, "r"),
-            hash=version_hash_of(table, "s"),
-        ),
-        (batch_id, table.name, batch_id),
-    )
-    return cur.rowcount
-
-
-def _deliver_waiting(cur: Cursor, table: WarehouseTable) -> int:
-    """Append the waiting rows of ``table`` whose dimension rows have arrived since, each
-    in its own batch's place among the id's versions, unless it repeats the version before
-    it, or the loaded one after it (an id's version read again while it waited)."""
-    key = sql.Identifier(table.key)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-    cur.execute(
-        sql.SQL(
-            "WITH ready AS (DELETE FROM {waiting} w WHERE w.table_name = %s AND {missing} IS NULL"
-            " RETURNING w.row, w.batch_id),"
-            " typed AS (SELECT r.*, ready.batch_id AS waited_in, {hash} AS hash"
-            " FROM ready, jsonb_populate_record(NULL::{target}, ready.row) r),"
-            # Every version of these ids, loaded or ready, in batch order.
-            " timeline AS (SELECT {key} AS id, waited_in AS batch_id, hash, true AS ready"
-            " FROM typed UNION ALL SELECT f.{key}, f.batch_id, f.version_hash, false"
-            " FROM {target} f WHERE f.{key} IN (SELECT {key} FROM typed)),"
-            " placed AS (SELECT id, batch_id, ready, lag(hash) OVER id_order AS before,"
-            " lead(hash) OVER id_order AS after, lead(ready) OVER id_order AS after_ready"
-            " FROM timeline WINDOW id_order AS (PARTITION BY id ORDER BY batch_id))"
-            " INSERT INTO {target} ({cols}, batch_id)"
-            " SELECT {picked}, t.waited_in FROM typed t"
-            " JOIN placed p ON p.ready AND p.id = t.{key} AND p.batch_id = t.waited_in"
-            " WHERE t.hash IS DISTINCT FROM p.before"
-            " AND (p.after_ready OR t.hash IS DISTINCT FROM p.after)"
-            " ORDER BY t.{key}, t.waited_in"
-        ).format(
-            waiting=sql.Identifier(WAITING_TABLE),
-            missing=_missing_dimensions(table, _waiting_value),
-            target=sql.Identifier(table.name),
-            hash=version_hash_of(table, "r"),
-            key=key,
-            cols=cols,
-            picked=sql.SQL(", ").join(
-                sql.SQL("t.{}").format(sql.Identifier(c)) for c in table.column_names
-            ),
-        ),
-        (table.name,),
-    )
-    return cur.rowcount
-
-
-def _mark_deletions(
-    cur: Cursor,
-    table: WarehouseTable,
-    output: TableOutput,
-    staging: sql.Identifier | None,
-    batch_id: str,
-) -> int:
-    """Ids the batch holds completely (its snapshot) but without a row are marked deleted;
-    ids it has rows for are unmarked. Rows it set aside (quarantined) or that wait for
-    their dimension rows exist: never deleted."""
-    if table.source is None:  # dim_date: generated, not a copy of source rows
-        return 0
-    key, register = sql.Identifier(table.key), sql.Identifier(DELETION_TABLE)
-    absent = sql.SQL("true")
-    if staging is not None:
-        # Ids the batch has a row for are back, whether the row went in or waits for its
-        # dimension row (it left the staging table for the waiting register).
-        # Two statements: under one OR, PostgreSQL scanned the staging table once for each
-        # id in the register (20 s for 100 ids beside 1.4 M staged rows).
-        cur.execute(
-            sql.SQL(
-                "DELETE FROM {register} r WHERE r.table_name = %s"
-                " AND EXISTS (SELECT 1 FROM {staging} s WHERE s.{key} = r.id)"
-            ).format(register=register, staging=staging, key=key),
-            (table.name,),
-        )
-        cur.execute(
-            sql.SQL(
-                "DELETE FROM {register} r WHERE r.table_name = %s"
-                " AND EXISTS (SELECT 1 FROM {waiting} w WHERE w.table_name = r.table_name"
-                " AND w.id = r.id AND w.batch_id = %s)"
-            ).format(register=register, waiting=sql.Identifier(WAITING_TABLE)),
-            (table.name, batch_id),
-        )
-        absent = sql.SQL("NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{})").format(
-            staging, key, key
-        )
-    # A row of this batch waiting for its dimension row exists too. Not an earlier batch's:
-    # an id the source has is in this batch's snapshot, so one with only an older version
-    # waiting is gone from the source.
-    absent = sql.SQL(
-        "{} AND NOT EXISTS (SELECT 1 FROM {} w WHERE w.table_name = {} AND w.id = t.{}"
-        " AND w.batch_id = %s)"
-    ).format(absent, sql.Identifier(WAITING_TABLE), sql.Literal(table.name), key)
-    snapshot = output.snapshot
-    if snapshot is None:
-        return 0
-    in_snapshot, in_buckets = sql.SQL("{} t").format(sql.Identifier(table.name)), sql.SQL("")
-    params: list = [table.name, batch_id]
-    bucket_params: list = []
-    if not snapshot.full and len(snapshot.buckets) <= RANGE_SCANNED_BUCKETS:
-        # Driven by the buckets: a range scan of the key's index per bucket, not a scan of
-        # the whole table (a reconciled bucket or two in a table of millions of rows).
-        in_snapshot = sql.SQL(
-            "unnest(%s::bigint[]) AS b(bucket) JOIN {} t"
-            " ON t.{key} >= b.bucket * %s AND t.{key} < (b.bucket + 1) * %s"
-        ).format(sql.Identifier(table.name), key=key)
-        params += [list(snapshot.buckets), snapshot.width, snapshot.width]
-    elif not snapshot.full:
-        # bigint on both sides, so the array is hashed.
-        in_buckets = sql.SQL(" AND {} = ANY(%s::bigint[])").format(
-            bucket_of(sql.SQL("t.{}").format(key), sql.Literal(snapshot.width))
-        )
-        bucket_params = [list(snapshot.buckets)]
-    params += [batch_id, *bucket_params, output.quarantined_ids, table.name]
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {register} (table_name, id, batch_id)"
-            " SELECT DISTINCT %s, t.{key}, %s FROM {in_snapshot}"
-            " WHERE {absent}{in_buckets}"
-            # bigint: a set-aside id may have outgrown integer (a retyped ToteSys key). Not
-            # <> ALL: integer against bigint[] walks the array for every row.
-            " AND NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[]) AS q(id) WHERE q.id = t.{key})"
-            " AND NOT EXISTS (SELECT 1 FROM {register} r"
-            " WHERE r.table_name = %s AND r.id = t.{key})"
-        ).format(
-            register=register,
-            key=key,
-            in_snapshot=in_snapshot,
-            in_buckets=in_buckets,
-            absent=absent,
-        ),
-        params,
-    )
-    return cur.rowcount
 
 
 @dataclass
@@ -482,15 +156,15 @@ def _load_table(
             if as_they_are and not fully_staged(cur, batch_id, table, output):
                 _write_into_empty(cur, lake, output, table, batch_id, done)
             else:
-                staging = _stage(cur, lake, output, table, batch_id)
+                staging = stage(cur, lake, output, table, batch_id)
                 if table.kind == "dimension":
                     if as_they_are:
                         with primary_key_built_in_bulk(cur, table):
                             done.written[table.name] = insert_all(cur, table, staging, batch_id)
                     else:
-                        done.written[table.name] = _merge_dimension(cur, table, staging, batch_id)
+                        done.written[table.name] = merge_dimension(cur, table, staging, batch_id)
                 elif big:
-                    append = append_facts_unordered if was_empty else _append_facts
+                    append = append_facts_unordered if was_empty else append_facts
                     _append_facts_in_bulk(
                         cur, table, batch_id, done,
                         write=lambda: append(cur, table, staging, batch_id),
@@ -498,8 +172,8 @@ def _load_table(
                         empty=was_empty,
                     )  # fmt: skip
                 else:
-                    done.waiting[table.name] = _divert_waiting(cur, table, staging, batch_id)
-                    done.written[table.name] = _append_facts(cur, table, staging, batch_id)
+                    done.waiting[table.name] = divert_waiting(cur, table, staging, batch_id)
+                    done.written[table.name] = append_facts(cur, table, staging, batch_id)
         except psycopg2.OperationalError:
             raise  # the server went away: retried as DatabaseUnavailableError (see db.connect)
         except psycopg2.Error as exc:
@@ -510,7 +184,7 @@ def _load_table(
     if was_empty:  # every row of the table is from this batch: none can be absent from it
         done.deleted[table.name] = 0
     else:
-        done.deleted[table.name] = _mark_deletions(cur, table, output, staging, batch_id)
+        done.deleted[table.name] = mark_deletions(cur, table, output, staging, batch_id)
 
 
 def _write_into_empty(
@@ -533,7 +207,7 @@ def _write_into_empty(
     _append_facts_in_bulk(
         cur, table, batch_id, done,
         write=lambda: copy_parts(cur, lake, output, table, target, batch_id),
-        staged=lambda: _stage(cur, lake, output, table, batch_id),
+        staged=lambda: stage(cur, lake, output, table, batch_id),
         empty=True,
     )  # fmt: skip
 
@@ -561,9 +235,9 @@ def _append_facts_in_bulk(
     except psycopg2.errors.ForeignKeyViolation:
         cur.execute("ROLLBACK TO SAVEPOINT bulk_facts")
         staging = staged()
-        done.waiting[table.name] = _divert_waiting(cur, table, staging, batch_id)
+        done.waiting[table.name] = divert_waiting(cur, table, staging, batch_id)
         with foreign_keys_checked_in_bulk(cur, table):
-            done.written[table.name] = _append_facts(cur, table, staging, batch_id)
+            done.written[table.name] = append_facts(cur, table, staging, batch_id)
     cur.execute("RELEASE SAVEPOINT bulk_facts")
 
 
@@ -615,7 +289,7 @@ def _load_manifest(cur: Cursor, lake: Lake, manifest: ProcessedManifest) -> _Bat
         _load_table(cur, lake, manifest, table, done)
     for table in WAREHOUSE_TABLES:
         if table.kind == "fact":
-            done.delivered[table.name] = _deliver_waiting(cur, table)
+            done.delivered[table.name] = deliver_waiting(cur, table)
     _record(cur, manifest.batch_id, done.rows, "loaded", None)
     clear_staged(cur, manifest.batch_id, list(WAREHOUSE_TABLES))
     return done
@@ -771,7 +445,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
             done = _BatchLoad()  # per batch: its counts are added up below
             _load_table(cur, lake, lake.processed_manifest(batch_id), spec, done)
             if spec.kind == "fact":
-                done.delivered[table] = _deliver_waiting(cur, spec)
+                done.delivered[table] = deliver_waiting(cur, spec)
             summary.add(done.rows, summary.rows)
             summary.add(done.deleted, summary.deleted)
         summary.loaded_batch_ids = loaded

@@ -330,7 +330,7 @@ def terminate_once(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
 
         monkeypatch.setattr(module, name, killing)
 
-    wrap(totes.pipeline.load, "_append_facts")
+    wrap(totes.pipeline.load, "append_facts")
     yield state
 
 
@@ -339,7 +339,7 @@ def test_the_warehouse_going_away_mid_load_is_retried_and_nothing_is_half_loaded
 ) -> None:
     healthy(settings)  # a new warehouse's first batch is built, not appended: load it first
     flip_paid(settings.source_dsn, "payment_id < 4")
-    terminate_once["armed"] = "_append_facts"
+    terminate_once["armed"] = "append_facts"
     report = healthy(settings)
     assert terminate_once["armed"] is None  # the session was killed mid-load
     assert report.alerts == []  # retried (DatabaseUnavailableError), then loaded whole

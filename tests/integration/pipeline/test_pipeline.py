@@ -14,7 +14,7 @@ from psycopg2 import sql
 
 from tests.support.oracle import differences, rows
 from tests.support.sql import execute, query
-from totes.pipeline import extract, load
+from totes.pipeline import extract, load_deletions
 from totes.pipeline.audit import run_audit
 from totes.pipeline.extract import run_extract
 from totes.pipeline.extract_settings import ExtractSettings
@@ -243,7 +243,7 @@ def test_silent_edits_and_deletions_at_the_ends_of_the_id_range_reach_the_wareho
     toward zero): -150 is in bucket -2, -5 in bucket -1; the last bucket's end is past
     the integers. The load finds a snapshot's ids either way (few buckets, or many)."""
     if buckets_found_by == "a hashed lookup":
-        monkeypatch.setattr(load, "RANGE_SCANNED_BUCKETS", 0)
+        monkeypatch.setattr(load_deletions, "RANGE_SCANNED_BUCKETS", 0)
     top = 2**31 - 1
     stamp = source_now(totesys_dsn)
     for design_id in (-5, -150, top):
