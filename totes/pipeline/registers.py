@@ -6,7 +6,9 @@ the audit Lambda reads them too).
 - ``etl_deleted_row``: warehouse ids whose ToteSys row no longer exists (the warehouse keeps
   its rows: facts keep history, and a referenced dimension row can never be deleted);
 - ``etl_waiting_row``: fact rows whose dimension row has not arrived yet; each load
-  delivers those whose dimensions have come since.
+  delivers those whose dimensions have come since;
+- ``etl_warehouse_layout``: one row, the layout of tables, keys and registers the load
+  last set up (``warehouse_setup``), so that a rolled-back load refuses a newer warehouse.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from totes.pipeline.guarded_ddl import only_when
 BATCH_TABLE = "etl_loaded_batch"
 DELETION_TABLE = "etl_deleted_row"
 WAITING_TABLE = "etl_waiting_row"
+LAYOUT_TABLE = "etl_warehouse_layout"
 
 DELETION_REGISTER_DDL = sql.SQL(
     "CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, id integer NOT NULL,"
@@ -42,6 +45,10 @@ REGISTERS_DDL: tuple[sql.Composable, ...] = (
         ).format(sql.Identifier(BATCH_TABLE)),
     ),
     DELETION_REGISTER_DDL,
+    sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (only_row boolean PRIMARY KEY DEFAULT true"
+        " CHECK (only_row), layout integer NOT NULL, set_at timestamptz NOT NULL DEFAULT now())"
+    ).format(sql.Identifier(LAYOUT_TABLE)),
     sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, id integer NOT NULL,"
         " batch_id text NOT NULL, row jsonb NOT NULL, missing text NOT NULL,"
