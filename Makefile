@@ -1,5 +1,5 @@
 # Terrific Totes data platform. Every target creates the virtual environment when missing.
-# The Lambda runtime's Python (stacks/lambda_packaging.py PYTHON_VERSION): the tests run on
+# The Lambda runtime's Python (totes/contract.py PYTHON_VERSION): the tests run on
 # what ships. With pyenv, .python-version makes `python3.13` resolve in this folder.
 PYTHON ?= python3.13
 VENV := .venv

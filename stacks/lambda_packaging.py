@@ -9,15 +9,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from totes.contract import PYTHON_VERSION as PYTHON_VERSION  # the runtime, one place
+
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_BUILD_DIR = ROOT / "build" / "lambda"
 
-# The newest Lambda Python runtime that the development machines and CI can install (and
-# so run `make test` on: the Makefile's PYTHON), not the newest Lambda offers: what the
-# tests ran on is what runs. cdk-nag's AwsSolutions-L1 (latest runtime) is acknowledged
-# for it (stacks/nag_acknowledgments.py). On Graviton: ~20% cheaper per GB-second than
-# x86_64, and every wheel we need is published for manylinux aarch64.
-PYTHON_VERSION = "3.13"
+# On Graviton: ~20% cheaper per GB-second than x86_64, and every wheel we need is published
+# for manylinux aarch64.
 ARCHITECTURE = "arm64"
 # Both tags: with only manylinux2014, pip silently falls back to old releases of packages
 # that now publish manylinux_2_28 wheels only.

@@ -47,7 +47,7 @@ class Reason(StrEnum):
     RUNTIME_AS_TESTED = (
         "The functions run the newest Lambda Python runtime that the development machines "
         "and CI can install, so that `make test` runs on the same Python as production "
-        "(stacks/lambda_packaging.py PYTHON_VERSION, the Makefile's PYTHON). It is a "
+        "(totes/contract.py PYTHON_VERSION, the Makefile's PYTHON). It is a "
         "supported runtime; moving to the newest one is a change of PYTHON_VERSION and "
         "PYTHON once the machines have it."
     )

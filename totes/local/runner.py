@@ -38,6 +38,7 @@ from moto.sns.models import sns_backends
 
 from totes.contract import (
     DEFAULT_RUNBOOK_URL,
+    PYTHON_VERSION,
     STAGES,
     Names,
     read_definition,
@@ -251,7 +252,7 @@ def _run_once(settings: RunSettings, names: Names) -> RunReport:
         except lam.exceptions.ResourceNotFoundException:
             arns[stage] = lam.create_function(
                 FunctionName=name,
-                Runtime="python3.12",
+                Runtime=f"python{PYTHON_VERSION}",
                 Role=role_arn,
                 Handler=f"lambdas.{stage}.handler",
                 Code={"ZipFile": _dummy_zip()},

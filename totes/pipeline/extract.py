@@ -291,7 +291,7 @@ def _full_copy(
     whole: Survey | None = None,
 ) -> _TableRun:
     """The whole table: its first extract, or a changed table the transform needs whole.
-    With a ``survey`` of it (from this snapshot), its rows and parts are counted already."""
+    With ``whole`` (its survey, from this snapshot), its rows and parts are counted already."""
     extract = TableExtract(
         rows=whole.rows if whole else count_rows(sessions.conn, table, None, None),
         key=None,

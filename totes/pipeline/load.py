@@ -534,20 +534,17 @@ def run_load(
         if fan_out and replay_what is None and not _is_new(conn):
             ensure_warehouse(conn)
             if planned := plan_load(conn, lake, batch_ids):
-                return {
-                    "loaded_batch_ids": [],
-                    "skipped_batch_ids": [],
-                    "rows": {},
-                    "waiting": {},
-                    "deleted": {},
-                    "warnings": "",
-                    "fan_out": True,
-                    "parts": planned,
-                }
+                return _result(LoadSummary(), planned)
         if replay_what is not None:
             summary = replay(conn, lake, None if replay_what == REPLAY_ALL else replay_what)
         else:
             summary = load_batches(conn, lake, batch_ids, dsn=warehouse_dsn)
+    return _result(summary)
+
+
+def _result(summary: LoadSummary, parts: list[dict] | None = None) -> dict:
+    """What the handler returns to the state machine: what was loaded, or (``parts``) the
+    parts for its Map to stage first."""
     lines = summary.warnings[:MAX_LISTED]
     if len(summary.warnings) > MAX_LISTED:
         lines.append(f"... and {len(summary.warnings) - MAX_LISTED} more")
@@ -558,6 +555,6 @@ def run_load(
         "waiting": summary.waiting,
         "deleted": summary.deleted,
         "warnings": "\n".join(lines),
-        "fan_out": False,
-        "parts": [],
+        "fan_out": bool(parts),
+        "parts": parts or [],
     }

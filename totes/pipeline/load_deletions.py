@@ -60,39 +60,42 @@ def mark_deletions(
     # waiting is gone from the source.
     absent = sql.SQL(
         "{} AND NOT EXISTS (SELECT 1 FROM {} w WHERE w.table_name = {} AND w.id = t.{}"
-        " AND w.batch_id = %s)"
+        " AND w.batch_id = %(batch)s)"
     ).format(absent, sql.Identifier(WAITING_TABLE), sql.Literal(table.name), key)
     snapshot = output.snapshot
     if snapshot is None:
         return 0
     in_snapshot, in_buckets = sql.SQL("{} t").format(sql.Identifier(table.name)), sql.SQL("")
-    params: list = [table.name, batch_id]
-    bucket_params: list = []
+    params = {
+        "table": table.name,
+        "batch": batch_id,
+        "buckets": list(snapshot.buckets or ()),
+        "width": snapshot.width,
+        "quarantined": output.quarantined_ids,
+    }
     if not snapshot.full and len(snapshot.buckets) <= RANGE_SCANNED_BUCKETS:
         # Driven by the buckets: a range scan of the key's index per bucket, not a scan of
         # the whole table (a reconciled bucket or two in a table of millions of rows).
         in_snapshot = sql.SQL(
-            "unnest(%s::bigint[]) AS b(bucket) JOIN {} t"
-            " ON t.{key} >= b.bucket * %s AND t.{key} < (b.bucket + 1) * %s"
+            "unnest(%(buckets)s::bigint[]) AS b(bucket) JOIN {} t"
+            " ON t.{key} >= b.bucket * %(width)s AND t.{key} < (b.bucket + 1) * %(width)s"
         ).format(sql.Identifier(table.name), key=key)
-        params += [list(snapshot.buckets), snapshot.width, snapshot.width]
     elif not snapshot.full:
         # bigint on both sides, so the array is hashed.
-        in_buckets = sql.SQL(" AND {} = ANY(%s::bigint[])").format(
+        in_buckets = sql.SQL(" AND {} = ANY(%(buckets)s::bigint[])").format(
             bucket_of(sql.SQL("t.{}").format(key), sql.Literal(snapshot.width))
         )
-        bucket_params = [list(snapshot.buckets)]
-    params += [batch_id, *bucket_params, output.quarantined_ids, table.name]
     cur.execute(
         sql.SQL(
             "INSERT INTO {register} (table_name, id, batch_id)"
-            " SELECT DISTINCT %s, t.{key}, %s FROM {in_snapshot}"
+            " SELECT DISTINCT %(table)s, t.{key}, %(batch)s FROM {in_snapshot}"
             " WHERE {absent}{in_buckets}"
             # bigint: a set-aside id may have outgrown integer (a retyped ToteSys key). Not
             # <> ALL: integer against bigint[] walks the array for every row.
-            " AND NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[]) AS q(id) WHERE q.id = t.{key})"
+            " AND NOT EXISTS (SELECT 1 FROM unnest(%(quarantined)s::bigint[]) AS q(id)"
+            " WHERE q.id = t.{key})"
             " AND NOT EXISTS (SELECT 1 FROM {register} r"
-            " WHERE r.table_name = %s AND r.id = t.{key})"
+            " WHERE r.table_name = %(table)s AND r.id = t.{key})"
         ).format(
             register=register,
             key=key,
