@@ -17,27 +17,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.alarms import ALARM_PERIOD, alert_alarm
 from stacks.config import DeployConfig
 from stacks.functions_stack import (
-    LAMBDA_ARCHITECTURE,
     POWERTOOLS_ENVIRONMENT,
-    RUNTIME,
-    acknowledge_runtime,
-    allow_vpc_access,
+    handler_function,
     import_secret,
     network_placement,
     read_secret,
-    retention,
 )
 from totes.contract import AUDIT_TOTAL, DIFFERENCES_METRIC, METRICS_NAMESPACE
 
@@ -45,7 +41,6 @@ from totes.contract import AUDIT_TOTAL, DIFFERENCES_METRIC, METRICS_NAMESPACE
 # handler stays under 50 MiB; 15 minutes leaves room for a slow database or a larger ToteSys.
 AUDIT_MEMORY_MB = 512
 AUDIT_TIMEOUT = Duration.minutes(15)
-ALARM_PERIOD = Duration.minutes(5)
 
 
 class AuditStack(Stack):
@@ -61,58 +56,28 @@ class AuditStack(Stack):
         **kwargs,
     ):
         super().__init__(scope, construct_id, **kwargs)
-        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         name = config.names.audit_function
         source_secret = import_secret(self, "SourceDbSecret", config.source_db_secret)
         warehouse_secret = import_secret(self, "WarehouseDbSecret", config.warehouse_db_secret)
 
-        self.log_group = logs.LogGroup(
+        self.function, self.log_group = handler_function(
             self,
-            "AuditLogGroup",
-            log_group_name=f"/aws/lambda/{name}",
-            retention=retention(config.log_retention_days),
-            removal_policy=removal,
-        )
-        role = iam.Role(
-            self,
-            "AuditRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Terrific Totes audit Lambda: reads the two database secrets only",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
-        role.add_to_policy(read_secret(source_secret))
-        role.add_to_policy(read_secret(warehouse_secret))
-        if config.in_vpc:
-            allow_vpc_access(role)
-
-        self.function = lambda_.Function(
-            self,
-            "AuditFunction",
+            config,
+            "audit",
             function_name=name,
             description="Compare the warehouse with ToteSys; publish the differences",
-            runtime=RUNTIME,
-            architecture=LAMBDA_ARCHITECTURE,
-            handler="lambdas.audit.handler",
-            code=lambda_.Code.from_asset(str(code_dir)),
-            memory_size=AUDIT_MEMORY_MB,
+            role_description="Terrific Totes audit Lambda: reads the two database secrets only",
+            statements=[(read_secret(source_secret), None), (read_secret(warehouse_secret), None)],
+            code_dir=code_dir,
+            memory_mb=AUDIT_MEMORY_MB,
             timeout=AUDIT_TIMEOUT,
-            role=role,
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
             environment={
-                **POWERTOOLS_ENVIRONMENT,
                 "SOURCE_DB_SECRET_ARN": source_secret.secret_arn,
                 "WAREHOUSE_DB_SECRET_ARN": warehouse_secret.secret_arn,
             },
+            network=network_placement(self, config),
             retry_attempts=0,  # async invocations: the next scheduled audit is the retry
-            **network_placement(self, config),
         )
-        acknowledge_runtime(self.function)
 
         self.schedule = scheduler.Schedule(
             self,
@@ -131,11 +96,11 @@ class AuditStack(Stack):
         notify = actions.SnsAction(alert_topic)
         # Named as the alert topic's policy expects: CloudWatch may publish only for this
         # deployment's alarms, by name.
-        self.differences_alarm = cloudwatch.Alarm(
+        self.differences_alarm = alert_alarm(
             self,
+            config,
             "WarehouseDifferences",
-            alarm_name=config.names.alarm("WarehouseDifferences"),
-            metric=cloudwatch.Metric(
+            cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=DIFFERENCES_METRIC,
                 # Powertools adds the service to every metric's dimensions.
@@ -146,40 +111,29 @@ class AuditStack(Stack):
                 statistic="Maximum",
                 period=ALARM_PERIOD,
             ),
+            "The audit found the warehouse different from ToteSys. Run `totes reconcile` "
+            "against the two databases (or read the audit's log) for the tables, ids and "
+            "columns; the metric WarehouseDifferences has the count per table.",
+            notify,
             threshold=0,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
-            alarm_description=(
-                "The audit found the warehouse different from ToteSys. Run `totes reconcile` "
-                "against the two databases (or read the audit's log) for the tables, ids and "
-                "columns; the metric WarehouseDifferences has the count per table. Runbook: "
-                f"{config.runbook('alarm-warehousedifferences')}"
-            ),
         )
-        self.differences_alarm.add_alarm_action(notify)
-        self.errors_alarm = cloudwatch.Alarm(
+        self.errors_alarm = alert_alarm(
             self,
+            config,
             "AuditErrors",
-            alarm_name=config.names.alarm("AuditErrors"),
-            metric=cloudwatch.Metric(
+            cloudwatch.Metric(
                 namespace="AWS/Lambda",
                 metric_name="Errors",
                 dimensions_map={"FunctionName": name},
                 statistic="Sum",
                 period=ALARM_PERIOD,
             ),
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=(
-                "The audit could not compare the warehouse with ToteSys (a database "
-                "unreachable, a table missing ...): see its log group for the error. Runbook: "
-                f"{config.runbook('alarm-auditerrors')}"
-            ),
+            "The audit could not compare the warehouse with ToteSys (a database "
+            "unreachable, a table missing ...): see its log group for the error.",
+            notify,
         )
-        self.errors_alarm.add_alarm_action(notify)
 
 
 @jsii.implements(scheduler.IScheduleTarget)

@@ -108,7 +108,6 @@ class FunctionsStack(Stack):
         missing = set(FUNCTIONS) - set(code_dirs)
         if missing:
             raise ValueError(f"no code folder for: {', '.join(sorted(missing))}")
-        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         self.source_secret = import_secret(self, "SourceDbSecret", config.source_db_secret)
         self.warehouse_secret = import_secret(self, "WarehouseDbSecret", config.warehouse_db_secret)
         network = network_placement(self, config)
@@ -170,54 +169,91 @@ class FunctionsStack(Stack):
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         for name, spec in FUNCTIONS.items():
-            log_group = logs.LogGroup(
+            function, log_group = handler_function(
                 self,
-                f"{name.title()}LogGroup",
-                # Lambda's conventional name, so the console's "View logs" finds it.
-                log_group_name=f"/aws/lambda/{config.names.function(name)}",
-                retention=retention(config.log_retention_days),
-                removal_policy=removal,
-            )
-            role = iam.Role(
-                self,
-                f"{name.title()}Role",
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"Terrific Totes {name} Lambda: only what the {name} stage calls",
-            )
-            # Instead of AWSLambdaBasicExecutionRole (any log group in the account).
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_group.log_group_arn],
-                )
-            )
-            if config.in_vpc:
-                allow_vpc_access(role)
-            for statement, reason in statements[name]:
-                role.add_to_policy(statement)
-                if reason is not None:
-                    acknowledge_wildcards(role, statement.resources, reason)
-
-            function = lambda_.Function(
-                self,
-                f"{name.title()}Function",
+                config,
+                name,
                 function_name=config.names.function(name),
                 description=spec.description,
-                runtime=RUNTIME,
-                architecture=LAMBDA_ARCHITECTURE,
-                handler=f"lambdas.{name}.handler",
-                code=lambda_.Code.from_asset(str(code_dirs[name])),
-                memory_size=spec.memory_mb,
+                role_description=f"Terrific Totes {name} Lambda: only what the {name} stage calls",
+                statements=statements[name],
+                code_dir=code_dirs[name],
+                memory_mb=spec.memory_mb,
                 timeout=spec.timeout,
-                role=role,
-                log_group=log_group,
-                logging_format=lambda_.LoggingFormat.JSON,
-                environment={**POWERTOOLS_ENVIRONMENT, **environment[name]},
-                **network,
+                environment=environment[name],
+                network=network,
             )
-            acknowledge_runtime(function)
             self.functions[name] = function
             self.log_groups[name] = log_group
+
+
+def handler_function(
+    scope: Construct,
+    config: DeployConfig,
+    name: str,
+    *,
+    function_name: str,
+    description: str,
+    role_description: str,
+    statements: list[tuple[iam.PolicyStatement, str | None]],
+    code_dir: Path,
+    memory_mb: int,
+    timeout: Duration,
+    environment: Mapping[str, str],
+    network: dict,
+    **options,
+) -> tuple[lambda_.Function, logs.LogGroup]:
+    """The function running ``lambdas/<name>.py``, its log group, and a role that may write
+    that log group and do what ``statements`` allow (each with the reason for its
+    wildcard, if it has one), nothing else."""
+    removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+    log_group = logs.LogGroup(
+        scope,
+        f"{name.title()}LogGroup",
+        # Lambda's conventional name, so the console's "View logs" finds it.
+        log_group_name=f"/aws/lambda/{function_name}",
+        retention=retention(config.log_retention_days),
+        removal_policy=removal,
+    )
+    role = iam.Role(
+        scope,
+        f"{name.title()}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=role_description,
+    )
+    # Instead of AWSLambdaBasicExecutionRole (any log group in the account).
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        )
+    )
+    if config.in_vpc:
+        allow_vpc_access(role)
+    for statement, reason in statements:
+        role.add_to_policy(statement)
+        if reason is not None:
+            acknowledge_wildcards(role, statement.resources, reason)
+    function = lambda_.Function(
+        scope,
+        f"{name.title()}Function",
+        function_name=function_name,
+        description=description,
+        runtime=RUNTIME,
+        architecture=LAMBDA_ARCHITECTURE,
+        handler=f"lambdas.{name}.handler",
+        code=lambda_.Code.from_asset(str(code_dir)),
+        memory_size=memory_mb,
+        timeout=timeout,
+        role=role,
+        log_group=log_group,
+        logging_format=lambda_.LoggingFormat.JSON,
+        environment={**POWERTOOLS_ENVIRONMENT, **environment},
+        **network,
+        **options,
+    )
+    acknowledge_runtime(function)
+    return function, log_group
 
 
 def acknowledge_runtime(function: lambda_.Function) -> None:

@@ -35,10 +35,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from stacks.alarms import ALARM_PERIOD, alert_alarm
 from stacks.config import DeployConfig
 from totes.contract import DURATION_METRIC, METRICS_NAMESPACE, ROW_METRICS
-
-ALARM_PERIOD = Duration.minutes(5)
 
 
 class MonitoringStack(Stack):
@@ -67,26 +66,9 @@ class MonitoringStack(Stack):
         self.alarms: dict[str, cloudwatch.Alarm] = {}
 
         def alarm(construct_id: str, metric: cloudwatch.IMetric, description: str, **options):
-            """An alarm named for this deployment (the topic policy admits exactly those),
-            whose description ends with its runbook section's address."""
-            runbook = config.runbook(runbook_anchor(construct_id))
-            created = cloudwatch.Alarm(
-                self,
-                construct_id,
-                alarm_name=config.names.alarm(construct_id),
-                metric=metric,
-                alarm_description=f"{description} Runbook: {runbook}",
-                threshold=options.pop("threshold", 1),
-                evaluation_periods=1,
-                comparison_operator=options.pop(
-                    "comparison_operator",
-                    cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                ),
-                treat_missing_data=options.pop(
-                    "treat_missing_data", cloudwatch.TreatMissingData.NOT_BREACHING
-                ),
+            created = alert_alarm(
+                self, config, construct_id, metric, description, notify, **options
             )
-            created.add_alarm_action(notify)
             self.alarms[construct_id] = created
             return created
 
@@ -240,14 +222,6 @@ def _unreported_failure_rule(
         ),
         targets=[targets.SnsTopic(topic, message=events.RuleTargetInput.from_text(message))],
     )
-
-
-def runbook_anchor(alarm_id: str) -> str:
-    """The docs/runbooks.md heading of an alarm: ``## Alarm: ExtractThrottles`` for every
-    function's throttles shares ``## Alarm: <Stage>Throttles``."""
-    if alarm_id.endswith("Throttles"):
-        alarm_id = "StageThrottles"
-    return f"alarm-{alarm_id.lower()}"
 
 
 class _LambdaMetrics:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.monitoring_stack import runbook_anchor
+from stacks.alarms import runbook_anchor
 from tests.cdk.cfn import render, resources
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks.md"
