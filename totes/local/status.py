@@ -30,7 +30,7 @@ from totes.local.runner import history, stage_outputs
 from totes.pipeline.db import connect
 from totes.pipeline.lake import QUARANTINE, Lake, batch_id_of
 from totes.pipeline.redact import redact
-from totes.pipeline.registers import BATCH_TABLE, WAITING_TABLE
+from totes.pipeline.registers import batch_statuses, waiting_by_table
 from totes.schema.source import SOURCE_TABLE_NAMES
 
 # The promise made to the business: the warehouse is never more than 30 minutes behind.
@@ -309,11 +309,7 @@ def _loaded_in_warehouse(warehouse_dsn: str) -> set[str]:
     with connect(warehouse_dsn, application_name="totes-status") as conn:
         conn.set_session(readonly=True)
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (BATCH_TABLE,))
-            if not cur.fetchone()[0]:
-                return set()  # nothing was ever loaded: the load creates the table
-            cur.execute(sql.SQL("SELECT batch_id FROM {}").format(sql.Identifier(BATCH_TABLE)))
-            return {row[0] for row in cur.fetchall()}
+            return set(batch_statuses(cur))  # loaded or skipped: in the warehouse's register
 
 
 def waiting_rows(warehouse_dsn: str | None) -> list[WaitingRows]:
@@ -324,16 +320,7 @@ def waiting_rows(warehouse_dsn: str | None) -> list[WaitingRows]:
     with connect(warehouse_dsn, application_name="totes-status") as conn:
         conn.set_session(readonly=True)
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (WAITING_TABLE,))
-            if not cur.fetchone()[0]:
-                return []
-            cur.execute(
-                sql.SQL(
-                    "SELECT table_name, count(*), min(waiting_since) FROM {}"
-                    " GROUP BY table_name ORDER BY table_name"
-                ).format(sql.Identifier(WAITING_TABLE))
-            )
-            return [WaitingRows(t, n, _iso(since) or "") for t, n, since in cur.fetchall()]
+            return [WaitingRows(t, n, _iso(since) or "") for t, n, since in waiting_by_table(cur)]
 
 
 def pending_batches(lake: Lake, warehouse_dsn: str | None) -> tuple[list[PendingBatch], list[str]]:

@@ -74,7 +74,13 @@ from totes.pipeline.load_stage import (
     stage_part,
     staged_parts,
 )
-from totes.pipeline.registers import BATCH_TABLE, DELETION_TABLE, WAITING_TABLE
+from totes.pipeline.registers import (
+    BATCH_TABLE,
+    DELETION_TABLE,
+    WAITING_TABLE,
+    batch_statuses,
+    waiting_by_table,
+)
 from totes.pipeline.warehouse_ddl import (
     warehouse_ddl,
 )
@@ -248,12 +254,6 @@ def _describe(exc: psycopg2.Error) -> str:
     return detail
 
 
-def _register(cur: Cursor) -> dict[str, str]:
-    """batch id -> status, for every batch in the warehouse's register."""
-    cur.execute(sql.SQL("SELECT batch_id, status FROM {}").format(sql.Identifier(BATCH_TABLE)))
-    return dict(cur.fetchall())
-
-
 def _record(
     cur: Cursor, batch_id: str, rows: dict[str, int], status: str, reason: str | None
 ) -> None:
@@ -283,7 +283,7 @@ def _check_chain(manifest: ProcessedManifest, register: dict[str, str], lake: La
 def _load_manifest(cur: Cursor, lake: Lake, manifest: ProcessedManifest) -> _BatchLoad:
     """Every table of one batch, waiting rows delivered, the batch registered; inside the
     caller's transaction."""
-    _check_chain(manifest, _register(cur), lake)
+    _check_chain(manifest, batch_statuses(cur), lake)
     done = _BatchLoad()
     for table in WAREHOUSE_TABLES:
         _load_table(cur, lake, manifest, table, done)
@@ -300,7 +300,7 @@ def load_batch(conn: Connection, lake: Lake, batch_id: str) -> _BatchLoad | None
     manifest = lake.processed_manifest(batch_id)
     with conn, conn.cursor() as cur:
         take_lock(cur, LOAD_LOCK_ID, "another load")
-        if batch_id in _register(cur):
+        if batch_id in batch_statuses(cur):
             return None
         return _load_manifest(cur, lake, manifest)
 
@@ -310,7 +310,7 @@ def _record_skips(conn: Connection, lake: Lake) -> list[str]:
     recorded = []
     with conn, conn.cursor() as cur:
         take_lock(cur, LOAD_LOCK_ID, "another load")
-        current = _register(cur)
+        current = batch_statuses(cur)
         for batch_id, skip in sorted(lake.skipped().items()):
             if batch_id not in current:
                 _record_skip(cur, skip)
@@ -321,18 +321,13 @@ def _record_skips(conn: Connection, lake: Lake) -> list[str]:
 def pending_batches(conn: Connection, lake: Lake) -> list[str]:
     """Transformed batches the warehouse does not have yet, oldest first."""
     with conn, conn.cursor() as cur:
-        register = _register(cur)
+        register = batch_statuses(cur)
     return [b for b in lake.transformed_batches() if b not in register]
 
 
 def _waiting_now(conn: Connection) -> dict[str, int]:
     with conn, conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("SELECT table_name, count(*) FROM {} GROUP BY 1").format(
-                sql.Identifier(WAITING_TABLE)
-            )
-        )
-        return dict(cur.fetchall())
+        return {table: rows for table, rows, _ in waiting_by_table(cur)}
 
 
 def _build_new_warehouse(
@@ -440,7 +435,7 @@ def replay(conn: Connection, lake: Lake, table: str | None = None) -> LoadSummar
             )
         if spec.kind == "fact":
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
-        loaded = sorted(b for b, status in _register(cur).items() if status == "loaded")
+        loaded = sorted(b for b, status in batch_statuses(cur).items() if status == "loaded")
         for batch_id in loaded:
             done = _BatchLoad()  # per batch: its counts are added up below
             _load_table(cur, lake, lake.processed_manifest(batch_id), spec, done)

@@ -13,6 +13,8 @@ the audit Lambda reads them too).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
@@ -68,6 +70,28 @@ def table_exists(cur: Cursor, name: str) -> bool:
     """Whether the warehouse has one of these tables (an older warehouse may not)."""
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
     return bool(cur.fetchone()[0])
+
+
+def batch_statuses(cur: Cursor) -> dict[str, str]:
+    """batch id -> ``loaded`` or ``skipped``, for every batch in the register (none before
+    the first load creates it)."""
+    if not table_exists(cur, BATCH_TABLE):
+        return {}
+    cur.execute(sql.SQL("SELECT batch_id, status FROM {}").format(sql.Identifier(BATCH_TABLE)))
+    return dict(cur.fetchall())
+
+
+def waiting_by_table(cur: Cursor) -> list[tuple[str, int, datetime]]:
+    """(fact table, rows waiting for a dimension row, since when the oldest waits), by table."""
+    if not table_exists(cur, WAITING_TABLE):
+        return []
+    cur.execute(
+        sql.SQL(
+            "SELECT table_name, count(*), min(waiting_since) FROM {}"
+            " GROUP BY table_name ORDER BY table_name"
+        ).format(sql.Identifier(WAITING_TABLE))
+    )
+    return cur.fetchall()
 
 
 def batch_state(cur: Cursor, batch_id: str) -> str | None:
