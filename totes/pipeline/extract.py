@@ -165,13 +165,27 @@ class _Base:
 
 def _base(lake: Lake) -> _Base:
     previous = lake.latest_ingestion_manifest()
-    already = set(previous.repaired) if previous else set()
-    pending = sorted(set(lake.skipped()) - already)
+    repaired = _repaired(lake, previous)
+    pending = sorted(set(lake.skipped()) - repaired)
     if not pending:
-        return _Base(lake, previous, previous, [], sorted(already))
+        return _Base(lake, previous, previous, [], sorted(repaired))
     before = lake.ingestion_manifest(pending[0]).previous_batch_id
     baseline = lake.ingestion_manifest(before) if before else None
-    return _Base(lake, previous, baseline, pending, sorted(already | set(pending)))
+    return _Base(lake, previous, baseline, pending, sorted(repaired | set(pending)))
+
+
+def _repaired(lake: Lake, previous: IngestionManifest | None) -> set[str]:
+    """The skipped batches whose rows a later batch delivered again. A manifest lists every
+    skip repaired up to it, but a repair that was skipped in its turn delivered nothing: the
+    skips it repaired are pending again (and so are those its own skipped repairs listed)."""
+    repaired = set(previous.repaired) if previous else set()
+    skipped = set(lake.skipped())
+    unrepaired = sorted(skipped - repaired)
+    while unrepaired:
+        undone = set(lake.ingestion_manifest(unrepaired.pop()).repairs) & repaired
+        repaired -= undone
+        unrepaired.extend(undone & skipped)
+    return repaired
 
 
 def _reconcile_due(

@@ -508,6 +508,30 @@ def test_a_deletion_whose_pass_was_in_a_skipped_batch_is_found_by_the_repair(
     assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
+def test_a_skipped_batch_whose_repair_was_skipped_too_is_repaired_by_the_next(
+    folder_lake, totesys_dsn, warehouse_dsn
+):
+    """Two runs in a row that cannot be delivered (the disk full for twenty minutes): the
+    second, which repaired the first, is skipped too, and delivered nothing. The next run
+    repairs both: a repair that was skipped in its turn does not count."""
+    run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)
+    stamp = source_now(totesys_dsn)
+    change = "UPDATE sales_order SET units_sold = units_sold + 1000, last_updated = %s"
+    execute(totesys_dsn, change + " WHERE sales_order_id = 1", (stamp,))
+    for reason in ("disk full", "disk still full"):  # each with a reconciliation pass
+        reconciled = ExtractSettings(force_reconcile=True)
+        skipped = run_extract(folder_lake, totesys_dsn, reconciled)["batch_id"]
+        folder_lake.record_skip(skipped, reason, by="test", at="2026-11-29T00:00:00")
+
+    repair = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn, NOT_DUE)
+
+    assert differences(totesys_dsn, warehouse_dsn) == {}
+    manifest = folder_lake.ingestion_manifest(repair["extract"]["batch_id"])
+    assert len(manifest.repairs) == 2  # both skipped batches, delivered again
+    again = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn, NOT_DUE)
+    assert again["extract"]["batch_id"] is None  # repaired: nothing pending any more
+
+
 def test_an_id_past_integer_after_a_retype_is_set_aside_and_the_rest_delivered(
     folder_lake, totesys_dsn, warehouse_dsn
 ):
