@@ -9,16 +9,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from threading import Lock
-from typing import TypeVar
 
 import psycopg2
 from psycopg2.extensions import connection as Connection
 
 from totes.pipeline.extract_survey import Survey, survey
 from totes.schema.source import SourceTable
-
-_Job = TypeVar("_Job")
-_Done = TypeVar("_Done")
 
 
 class ExtractSessions:
@@ -45,7 +41,7 @@ class ExtractSessions:
         part_rows: int,
     ) -> None:
         self._conn, self._helper, self._now, self._part_rows = conn, helper, now, part_rows
-        self._waiting = list(tables)  # those to survey, in the order the extract asks
+        self._waiting = deque(tables)  # those to survey, in the order the extract asks
         self._ahead: list[tuple[str, Future[Survey]]] = []
         self._pool: ThreadPoolExecutor | None = None
         if helper is not None and tables:
@@ -61,7 +57,7 @@ class ExtractSessions:
 
     def _submit(self) -> None:
         while self._pool is not None and self._waiting and len(self._ahead) < self.AHEAD:
-            table = self._waiting.pop(0)
+            table = self._waiting.popleft()
             future = self._pool.submit(survey, self._helper, table, self._now, self._part_rows)
             self._ahead.append((table.name, future))
 
@@ -70,7 +66,9 @@ class ExtractSessions:
         """The extract's own session."""
         return self._conn
 
-    def share(self, jobs: Iterable[_Job], work: Callable[[Connection, _Job], _Done]) -> list[_Done]:
+    def share[Job, Done](
+        self, jobs: Iterable[Job], work: Callable[[Connection, Job], Done]
+    ) -> list[Done]:
         """``work(session, job)`` for every job, results in the jobs' order: on this session,
         and on the second too when it has no survey left to start (after those it has
         already started; not at all if this session is done first)."""

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Self
 from urllib.parse import urlparse
 
 from totes.pipeline.checksums import BucketChecksums
@@ -68,11 +68,10 @@ class ObjectExistsError(LakeError):
     older rows than the manifest would say."""
 
 
-T = TypeVar("T")
 _DAMAGE = (ValueError, KeyError, TypeError, AttributeError)  # JSONDecodeError: a ValueError
 
 
-def _read(store: ObjectStore, key: str, parse: Callable[[bytes], T]) -> T:
+def _read[T](store: ObjectStore, key: str, parse: Callable[[bytes], T]) -> T:
     """``parse`` of the object ``key``; DamagedObjectError naming it when it cannot be."""
     data = store.get(key)
     try:

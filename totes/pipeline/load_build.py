@@ -42,7 +42,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from functools import partial
-from typing import TypeVar
 
 import psycopg2
 from psycopg2 import sql
@@ -89,8 +88,7 @@ DROP_STALE_BUILD = only_when(
 _AUTOVACUUM_OPTIONS = sql.SQL("autovacuum_enabled, toast.autovacuum_enabled")
 _NO_AUTOVACUUM = sql.SQL("autovacuum_enabled = false, toast.autovacuum_enabled = false")
 
-T = TypeVar("T")
-Task = Callable[[Cursor], T]
+type Task[T] = Callable[[Cursor], T]
 
 
 class BuildRefused(Exception):
@@ -208,7 +206,7 @@ def _check_foreign_keys(table: WarehouseTable, cur: Cursor) -> None:
         )
 
 
-def _in_sessions(dsn: str, tasks: list[Task[T]], sessions: int = BUILD_SESSIONS) -> list[T]:
+def _in_sessions[T](dsn: str, tasks: list[Task[T]], sessions: int = BUILD_SESSIONS) -> list[T]:
     """Each task run in a transaction of its own, with ``search_path`` the build schema, on
     up to ``sessions`` connections at once (each takes the next task when free); their
     results in order. After an error no session takes another task, and it is raised."""
