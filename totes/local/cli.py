@@ -37,7 +37,6 @@ from totes.pipeline.redact import password_of, redact, redact_dsn
 from totes.pipeline.registers import batch_state
 from totes.schema.warehouse import WAREHOUSE_TABLE_NAMES
 from totes.totesys import seed, simulate
-from totes.totesys.database import read_only_dsn
 
 EXIT_FAILURE = 1
 ENV_FILE_VARIABLE = "TOTES_ENV_FILE"
@@ -231,24 +230,13 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lake(args: argparse.Namespace) -> str:
-    return args.lake or os.environ.get("LAKE") or str(environment.lake_path())
-
-
 def _settings(args: argparse.Namespace, execution_input: dict) -> RunSettings:
     """Where and how to run: options, else the environment (and .env), else the embedded
     databases, where ToteSys is read as the read-only role."""
-    source = (
-        args.source_dsn
-        or os.environ.get("SOURCE_DSN")
-        or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
-    )
-    lake = _lake(args)
+    lake = environment.chosen_lake(args.lake)
     return RunSettings(
-        source_dsn=source,
-        warehouse_dsn=(
-            args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
-        ),
+        source_dsn=environment.chosen_source_dsn(args.source_dsn),
+        warehouse_dsn=environment.chosen_warehouse_dsn(args.warehouse_dsn),
         lake=lake,
         fail_at=getattr(args, "fail_at", None),
         log_level=_log_level(args),
@@ -287,7 +275,7 @@ def _skip(args: argparse.Namespace) -> int:
     if args.aws:
         lake = status_cli.deployed_lake(args.lake, Names(status_cli.environment_of(args)))
     else:
-        lake = Lake.from_uri(_lake(args))
+        lake = Lake.from_uri(environment.chosen_lake(args.lake))
     _refuse_a_loaded_batch(args)
     at = datetime.now(UTC).isoformat(timespec="seconds")
     record = lake.record_skip(args.batch_id, args.reason, by=getpass.getuser(), at=at)
@@ -302,7 +290,7 @@ def _refuse_a_loaded_batch(args: argparse.Namespace) -> None:
     """A skip is for a batch that cannot be delivered: one the warehouse holds was, and
     skipping it would make the next extract copy everything again for nothing."""
     if args.warehouse_dsn or not args.aws:
-        dsn = args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
+        dsn = environment.chosen_warehouse_dsn(args.warehouse_dsn)
     else:
         try:
             dsn = warehouse_dsn_from_env()
@@ -326,14 +314,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     """Only reads both databases (ToteSys by default as the read-only role `run` uses)."""
     return reconcile.command(
         args,
-        source_dsn=lambda: (
-            args.source_dsn
-            or os.environ.get("SOURCE_DSN")
-            or read_only_dsn(environment.source_dsn(), environment.READER_ROLE)
-        ),
-        warehouse_dsn=lambda: (
-            args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
-        ),
+        source_dsn=lambda: environment.chosen_source_dsn(args.source_dsn),
+        warehouse_dsn=lambda: environment.chosen_warehouse_dsn(args.warehouse_dsn),
         say=_say,
     )
 
@@ -341,7 +323,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _psql(args: argparse.Namespace) -> int:
     """psql's own exit code. The embedded server, started here if need be, stops when this
     process ends (unless another one, a notebook's kernel say, still uses it)."""
-    dsn = args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
+    dsn = environment.chosen_warehouse_dsn(args.warehouse_dsn)
     extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
     if args.command:
         extra = ["-c", args.command, *extra]

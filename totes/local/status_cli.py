@@ -69,15 +69,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def local_status(args: argparse.Namespace) -> Status:
-    lake = args.lake or os.environ.get("LAKE") or str(environment.lake_path())
+    lake = environment.chosen_lake(args.lake)
     return collect(
         mode="local",
         read_executions=lambda: local_executions(state_dir() / "runs", args.limit),
         lake=Lake.from_uri(lake),
-        source_dsn=args.source_dsn or os.environ.get("SOURCE_DSN") or environment.source_dsn(),
-        warehouse_dsn=(
-            args.warehouse_dsn or os.environ.get("WAREHOUSE_DSN") or environment.warehouse_dsn()
-        ),
+        source_dsn=environment.chosen_source_dsn(args.source_dsn, read_only=False),
+        warehouse_dsn=environment.chosen_warehouse_dsn(args.warehouse_dsn),
     )
 
 
