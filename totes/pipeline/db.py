@@ -116,6 +116,15 @@ def _open(dsn: str, application_name: str) -> Connection:
 # off), well within the run's and the function's time limits, where an unbounded wait
 # ended in a function timeout and an alert that blamed nothing in particular.
 LOCK_WAIT = "60s"
+# Advisory locks (64-bit numbers, each unique to its purpose: all of them here, so that no
+# two purposes share one). Extracts against the same source, one at a time:
+EXTRACT_LOCK_ID = 7_146_203_951
+# Loads into the same warehouse, one at a time:
+LOAD_LOCK_ID = 7_146_203_952
+# Creating the staging tables, one session at a time: the Map's iterations start together,
+# and a CREATE TABLE IF NOT EXISTS that waits on another session's uncommitted one fails (a
+# duplicate in the catalog) instead of doing nothing.
+STAGING_DDL_LOCK_ID = 7_146_203_953
 
 
 def take_lock(cur: Cursor, lock_id: int, holder: str, *, for_transaction: bool = True) -> None:

@@ -36,7 +36,7 @@ import psycopg2
 from psycopg2.extensions import connection as Connection
 
 from totes.pipeline.checksums import BucketChecksums
-from totes.pipeline.db import connect, take_lock
+from totes.pipeline.db import EXTRACT_LOCK_ID, connect, take_lock
 from totes.pipeline.extract_sessions import ExtractSessions
 from totes.pipeline.extract_settings import BUCKET_WIDTH, OVERLAP, ExtractSettings
 from totes.pipeline.extract_survey import Survey
@@ -68,8 +68,6 @@ from totes.schema.source import FULL_COPY_TABLES, SOURCE_TABLES, SourceTable
 logger = logging.getLogger(__name__)
 
 CLOCK_BEHIND = "the source database's clock reads earlier than the previous batch"
-# Serialises extracts against the same source (any 64-bit number unique to this purpose).
-EXTRACT_LOCK_ID = 7_146_203_951
 MAX_WARNINGS = 20
 
 

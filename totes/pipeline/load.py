@@ -40,7 +40,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
-from totes.pipeline.db import connect, take_lock
+from totes.pipeline.db import LOAD_LOCK_ID, connect, take_lock
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.events import MAX_BATCHES_PER_RUN, REPLAY_ALL, InvalidInputError
 from totes.pipeline.lake import Lake, ProcessedManifest, SkipRecord, TableOutput
@@ -84,7 +84,7 @@ from totes.pipeline.registers import (
 from totes.pipeline.warehouse_ddl import (
     warehouse_ddl,
 )
-from totes.pipeline.warehouse_setup import LOAD_LOCK_ID, ensure_warehouse
+from totes.pipeline.warehouse_setup import ensure_warehouse
 from totes.schema.warehouse import (
     WAREHOUSE_TABLE_NAMES,
     WAREHOUSE_TABLES,

@@ -19,15 +19,12 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from totes.pipeline.copy_payload import COPY_CHUNK_BYTES, copy_payload
+from totes.pipeline.db import STAGING_DDL_LOCK_ID
 from totes.pipeline.lake import Lake, TableOutput
 from totes.pipeline.load_parts import read_parquet
 from totes.schema.warehouse import WarehouseTable, warehouse_table
 
 STAGED_PARTS = "etl_staged_part"
-# Serialises creating the staging tables (any 64-bit number unique to this purpose): the
-# Map's iterations start together, and a CREATE TABLE IF NOT EXISTS that waits on another
-# session's uncommitted one fails (a duplicate in the catalog) instead of doing nothing.
-STAGING_DDL_LOCK_ID = 7_146_203_953
 _BATCH, _PART = "staged_batch", "staged_part"
 
 

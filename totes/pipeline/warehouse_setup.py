@@ -9,15 +9,13 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from totes.pipeline.db import take_lock
+from totes.pipeline.db import LOAD_LOCK_ID, take_lock
 from totes.pipeline.load_build import DROP_STALE_BUILD
 from totes.pipeline.registers import LAYOUT_TABLE, table_exists
 from totes.pipeline.warehouse_ddl import version_hash_migration, warehouse_ddl
 from totes.pipeline.warehouse_views import VIEW_NAMES
 from totes.schema.warehouse import WAREHOUSE_TABLES
 
-# Serialises loads against the same warehouse (any 64-bit number unique to this purpose).
-LOAD_LOCK_ID = 7_146_203_952
 # The layout of the warehouse's tables, keys, indexes and registers that this version sets
 # up. Raise it with any change that a load of an earlier version would break on or would
 # write past (a warehouse with no layout row is from before layouts: 0).
