@@ -392,11 +392,35 @@ def _extract_locked(
         cur.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
         now: datetime = cur.fetchone()[0]
     batch_id, clock_warning = _next_batch_id(now, base.previous)
-    writer = _Writer(lake, batch_id, settings)
+    runs = _extract_tables(conn, helper, lake, base, now, _Writer(lake, batch_id, settings))
+    conn.commit()
+    known_schema = base.previous.schema_warnings if base.previous else []
+    for warning in schema_warnings:
+        logger.warning(warning)
+    has_data = any(run.parts is not None for run in runs.values())
+    if not has_data and not base.repairs and schema_warnings == known_schema:
+        return ExtractOutcome(None, [])
+    warnings = _warnings(base, runs, now, schema_warnings, clock_warning)
+    manifest = _manifest(batch_id, base, runs, warnings, schema_warnings)
+    # Last: the manifest is what makes the batch, and its new watermarks, visible.
+    lake.ingestion.put_new(manifest_key(batch_id), manifest.to_json())
+    return ExtractOutcome(manifest, warnings)
+
+
+def _extract_tables(
+    conn: Connection,
+    helper: Connection | None,
+    lake: Lake,
+    base: _Base,
+    now: datetime,
+    writer: _Writer,
+) -> dict[str, _TableRun]:
+    """Every table's part of the batch, in this snapshot, written to the lake; by table, in
+    the manifest's order."""
     tables = smallest_first(conn, SOURCE_TABLES)
-    to_survey = [t for t in tables if _needs_survey(t, base, now, settings)]
+    to_survey = [t for t in tables if _needs_survey(t, base, now, writer.settings)]
     sessions = ExtractSessions(
-        conn, helper, now.isoformat(timespec="milliseconds"), to_survey, settings.part_rows
+        conn, helper, now.isoformat(timespec="milliseconds"), to_survey, writer.part_rows
     )
     runs: dict[str, _TableRun] = {}
     try:
@@ -404,16 +428,24 @@ def _extract_locked(
             run = runs[table.name] = _extract_table(conn, table, base, now, writer, sessions)
             if run.checksums is not None:  # stored now, not held: a big table's are large
                 run.extract.checksums = lake.put_checksums(
-                    table.name, batch_id, BUCKET_WIDTH, run.checksums
+                    table.name, writer.batch_id, BUCKET_WIDTH, run.checksums
                 )
                 run.extract.reconciled_rows = run.checksums.rows
                 run.checksums = None
     finally:
         sessions.close()
-    conn.commit()
-    runs = {table.name: runs[table.name] for table in SOURCE_TABLES}  # the manifest's order
-    # Told once, when they appear (logged every run): a run every 10 minutes would
-    # otherwise repeat the same email until someone fixes ToteSys.
+    return {table.name: runs[table.name] for table in SOURCE_TABLES}
+
+
+def _warnings(
+    base: _Base,
+    runs: dict[str, _TableRun],
+    now: datetime,
+    schema_warnings: list[str],
+    clock_warning: str | None,
+) -> list[str]:
+    """What the batch tells people: each told once, when it appears (it is logged every
+    run), or a run every 10 minutes would repeat the same email until someone acts."""
     known_schema = base.previous.schema_warnings if base.previous else []
     warnings = [w for w in schema_warnings if w not in known_schema]
     if clock_warning and not (base.previous and _said_clock_behind(base.previous.warnings)):
@@ -426,19 +458,23 @@ def _extract_locked(
                 f"the source's clock ({now.isoformat(timespec='seconds')}); delivered, and the "
                 "watermark is held at the clock"
             )
-    for warning in schema_warnings:
-        logger.warning(warning)
-    warnings = warnings[:MAX_WARNINGS]
-    has_data = any(run.parts is not None for run in runs.values())
-    if not has_data and not base.repairs and schema_warnings == known_schema:
-        return ExtractOutcome(None, [])
+    return warnings[:MAX_WARNINGS]
+
+
+def _manifest(
+    batch_id: str,
+    base: _Base,
+    runs: dict[str, _TableRun],
+    warnings: list[str],
+    schema_warnings: list[str],
+) -> IngestionManifest:
     for run in runs.values():
-        if run.parts is not None:  # written above, while the snapshot was open
+        if run.parts is not None:  # written while the snapshot was open
             run.extract.key = run.parts[0].key
             run.extract.parts = run.parts if len(run.parts) > 1 else []
             if run.extract.snapshot is not None and run.extract.snapshot.full:
                 run.extract.full_copy = batch_id
-    manifest = IngestionManifest(
+    return IngestionManifest(
         batch_id=batch_id,
         previous_batch_id=base.previous.batch_id if base.previous else None,
         tables={name: run.extract for name, run in runs.items()},
@@ -448,9 +484,6 @@ def _extract_locked(
         warnings=warnings,
         schema_warnings=schema_warnings,
     )
-    # Last: the manifest is what makes the batch, and its new watermarks, visible.
-    lake.ingestion.put_new(manifest_key(batch_id), manifest.to_json())
-    return ExtractOutcome(manifest, warnings)
 
 
 def run_extract(lake: Lake, source_dsn: str, settings: ExtractSettings | None = None) -> dict:
