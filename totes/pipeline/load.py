@@ -30,7 +30,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -146,51 +147,68 @@ def _load_table(
     output = manifest.tables.get(table.name)
     if output is None:
         return
-    batch_id = manifest.batch_id
-    staging = None
-    was_empty = False
+    staging, was_empty = None, False
     if output.key is not None:
-        try:
-            big = output.rows >= BULK_CHECK_ROWS and is_small_beside(
-                cur, table, output.rows * BULK_SHARE
-            )
-            was_empty = big and is_empty(cur, table)
-            # Into an empty table the rows go in as they are, no merge: unless the batch
-            # may hold a row twice, as dim_date may (lakes from before it was one file per
-            # batch hold a part per unit, each repeating its days).
-            as_they_are = was_empty and table.name != "dim_date"
-            if as_they_are and not fully_staged(cur, batch_id, table, output):
-                _write_into_empty(cur, lake, output, table, batch_id, done)
-            else:
-                staging = stage(cur, lake, output, table, batch_id)
-                if table.kind == "dimension":
-                    if as_they_are:
-                        with primary_key_built_in_bulk(cur, table):
-                            done.written[table.name] = insert_all(cur, table, staging, batch_id)
-                    else:
-                        done.written[table.name] = merge_dimension(cur, table, staging, batch_id)
-                elif big:
-                    append = append_facts_unordered if was_empty else append_facts
-                    _append_facts_in_bulk(
-                        cur, table, batch_id, done,
-                        write=lambda: append(cur, table, staging, batch_id),
-                        staged=lambda: staging,
-                        empty=was_empty,
-                    )  # fmt: skip
-                else:
-                    done.waiting[table.name] = divert_waiting(cur, table, staging, batch_id)
-                    done.written[table.name] = append_facts(cur, table, staging, batch_id)
-        except psycopg2.OperationalError:
-            raise  # the server went away: retried as DatabaseUnavailableError (see db.connect)
-        except psycopg2.Error as exc:
-            raise LoadError(
-                f"batch {batch_id}, table {table.name} ({lake.processed.location(output.key)}): "
-                f"{_describe(exc)}"
-            ) from None
+        with _named(manifest.batch_id, table, lake.processed.location(output.key)):
+            staging, was_empty = _write_table(cur, lake, manifest.batch_id, output, table, done)
     if was_empty:  # every row of the table is from this batch: none can be absent from it
         done.deleted[table.name] = 0
     else:
-        done.deleted[table.name] = mark_deletions(cur, table, output, staging, batch_id)
+        done.deleted[table.name] = mark_deletions(cur, table, output, staging, manifest.batch_id)
+
+
+@contextmanager
+def _named(batch_id: str, table: WarehouseTable, location: str) -> Iterator[None]:
+    """A database error as a LoadError naming the batch, the table and its file; the server
+    gone stays itself (retried as DatabaseUnavailableError, see db.connect)."""
+    try:
+        yield
+    except psycopg2.OperationalError:
+        raise
+    except psycopg2.Error as exc:
+        raise LoadError(
+            f"batch {batch_id}, table {table.name} ({location}): {_describe(exc)}"
+        ) from None
+
+
+def _write_table(
+    cur: Cursor,
+    lake: Lake,
+    batch_id: str,
+    output: TableOutput,
+    table: WarehouseTable,
+    done: _BatchLoad,
+) -> tuple[sql.Identifier | None, bool]:
+    """The batch's rows of ``table`` into the warehouse; (its staging table, if it was
+    staged; whether the table was empty before)."""
+    big = output.rows >= BULK_CHECK_ROWS and is_small_beside(cur, table, output.rows * BULK_SHARE)
+    was_empty = big and is_empty(cur, table)
+    # Into an empty table the rows go in as they are, no merge: unless the batch may hold a
+    # row twice, as dim_date may (lakes from before it was one file per batch hold a part
+    # per unit, each repeating its days).
+    as_they_are = was_empty and table.name != "dim_date"
+    if as_they_are and not fully_staged(cur, batch_id, table, output):
+        _write_into_empty(cur, lake, output, table, batch_id, done)
+        return None, was_empty
+    staging = stage(cur, lake, output, table, batch_id)
+    if table.kind == "dimension":
+        if as_they_are:
+            with primary_key_built_in_bulk(cur, table):
+                done.written[table.name] = insert_all(cur, table, staging, batch_id)
+        else:
+            done.written[table.name] = merge_dimension(cur, table, staging, batch_id)
+    elif big:
+        append = append_facts_unordered if was_empty else append_facts
+        _append_facts_in_bulk(
+            cur, table, batch_id, done,
+            write=lambda: append(cur, table, staging, batch_id),
+            staged=lambda: staging,
+            empty=was_empty,
+        )  # fmt: skip
+    else:
+        done.waiting[table.name] = divert_waiting(cur, table, staging, batch_id)
+        done.written[table.name] = append_facts(cur, table, staging, batch_id)
+    return staging, was_empty
 
 
 def _write_into_empty(
