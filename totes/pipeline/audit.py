@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -102,7 +103,7 @@ def run_audit(
             else:
                 comparison = _TableComparison(
                     audit_table(name), source, warehouse, table, loaded_until,
-                    register=register, bucket_bits=bucket_bits, say=say,
+                    register=register, bits=bucket_bits, say=say,
                     waiting=waiting.get(name, set()),
                 )  # fmt: skip
                 comparison.run()
@@ -194,27 +195,19 @@ def _loaded_until(warehouse: Cursor) -> datetime | None:
     return until - OVERLAP
 
 
+@dataclass
 class _TableComparison:
     """One table: bucket checksums, then ids of mismatching buckets, then rows."""
 
-    def __init__(
-        self,
-        table: AuditTable,
-        source: Cursor,
-        warehouse: Cursor,
-        found: TableAudit,
-        loaded_until: datetime | None,
-        *,
-        register: bool,
-        bucket_bits: int,
-        say: Progress,
-        waiting: set[int],
-    ):
-        self.table, self.source, self.warehouse, self.found = table, source, warehouse, found
-        self.loaded_until, self.register, self.bits, self.say = (
-            loaded_until, register, bucket_bits, say,
-        )  # fmt: skip
-        self.waiting = waiting  # fact rows waiting for a dimension row: pending, not missing
+    table: AuditTable
+    source: Cursor
+    warehouse: Cursor
+    found: TableAudit  # what the comparison finds, filled in as it goes
+    loaded_until: datetime | None
+    register: bool  # the warehouse has a deletion register
+    bits: int  # a bucket is the ids with the same id >> bits
+    say: Progress
+    waiting: set[int]  # fact rows waiting for a dimension row: pending, not missing
 
     def run(self) -> None:
         source_buckets = self._buckets("ToteSys")
