@@ -224,13 +224,45 @@ def _check_lake_buckets(environment: Mapping[str, str]) -> None:
 def _run_once(settings: RunSettings, names: Names) -> RunReport:
     if not settings.aws_s3:
         _check_lake_buckets(settings.environment())
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine_arn, topic_arn = _deploy(settings, names)
+    already_sent = len(_sent_alerts(topic_arn))
+    name = _execution_name()
+    execution_arn = sfn.start_execution(
+        stateMachineArn=machine_arn, name=name, input=json.dumps(settings.execution_input)
+    )["executionArn"]
+    described = _finished(sfn, execution_arn, name)
+    outputs = stage_outputs(sfn, execution_arn, described)
+    alerts = _sent_alerts(topic_arn)[already_sent:]
+    if described["status"] != "SUCCEEDED" and not alerts:
+        # Only the alert path ends in a failure by design: anything else is a fault of the
+        # definition (e.g. a States.Runtime error) or of the engine, and must not pass quietly.
+        raise LocalExecutionError(
+            f"execution {name} ended {described['status']} without an alert: "
+            f"{described.get('error', '?')}: {described.get('cause', '')}"
+        )
+    return RunReport(
+        status=described["status"],
+        execution_name=name,
+        extract=outputs.get("extract"),
+        transform=outputs.get("transform"),
+        load=outputs.get("load"),
+        alerts=alerts,
+        started_at=_iso(described.get("startDate")),
+        stopped_at=_iso(described.get("stopDate")),
+    )
+
+
+def _deploy(settings: RunSettings, names: Names) -> tuple[str, str]:
+    """On moto, what the CDK app deploys: the three functions (their code runs in this
+    process, see ``invoke``), the alert topic with an email subscription and the state
+    machine from the definition file. (state machine ARN, topic ARN)."""
     iam = boto3.client("iam", region_name=REGION)
     lam = boto3.client("lambda", region_name=REGION)
     sns = boto3.client("sns", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
     # Unique per run: inside a caller's own mock_aws nothing is reset between runs.
     run_id = uuid.uuid4().hex[:8]
-
     trust = {
         "Version": "2012-10-17",
         "Statement": [
@@ -260,8 +292,6 @@ def _run_once(settings: RunSettings, names: Names) -> RunReport:
             )["FunctionArn"]
     topic_arn = sns.create_topic(Name=names.alert_topic)["TopicArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="email", Endpoint=ALERT_EMAIL)
-    already_sent = len(_sent_alerts(topic_arn))
-
     definition = substitute(
         settings.definition or read_definition(),
         {
@@ -278,39 +308,19 @@ def _run_once(settings: RunSettings, names: Names) -> RunReport:
     machine_arn = sfn.create_state_machine(
         name=f"{names.state_machine}-{run_id}", definition=definition, roleArn=role_arn
     )["stateMachineArn"]
-    name = _execution_name()
-    execution_arn = sfn.start_execution(
-        stateMachineArn=machine_arn, name=name, input=json.dumps(settings.execution_input)
-    )["executionArn"]
+    return machine_arn, topic_arn
 
+
+def _finished(sfn, execution_arn: str, name: str) -> dict:
+    """The execution's description once it has ended (at most the execution timeout)."""
     deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS + 60
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING":
-            break
+            return described
         if time.monotonic() > deadline:
             raise LocalExecutionError(f"execution {name} did not finish in time")
         time.sleep(POLL_SECONDS)
-
-    outputs = stage_outputs(sfn, execution_arn, described)
-    alerts = _sent_alerts(topic_arn)[already_sent:]
-    if described["status"] != "SUCCEEDED" and not alerts:
-        # Only the alert path ends in a failure by design: anything else is a fault of the
-        # definition (e.g. a States.Runtime error) or of the engine, and must not pass quietly.
-        raise LocalExecutionError(
-            f"execution {name} ended {described['status']} without an alert: "
-            f"{described.get('error', '?')}: {described.get('cause', '')}"
-        )
-    return RunReport(
-        status=described["status"],
-        execution_name=name,
-        extract=outputs.get("extract"),
-        transform=outputs.get("transform"),
-        load=outputs.get("load"),
-        alerts=alerts,
-        started_at=_iso(described.get("startDate")),
-        stopped_at=_iso(described.get("stopDate")),
-    )
 
 
 def _iso(moment: datetime | None) -> str | None:
