@@ -106,7 +106,9 @@ MAX_LISTED = 50
 
 
 class BrokenChainError(UndeliverableBatchError):
-    """A batch follows one that is neither in the warehouse nor in the lake."""
+    """A batch follows one that is neither in the warehouse nor in the lake. (The
+    transform's ``ChainBrokenError`` is its own: an ingestion batch it needs is missing.
+    Alerts and the state machine tell them apart by name, so neither is renamed.)"""
 
 
 @dataclass

@@ -76,7 +76,8 @@ class TransformError(Exception):
 
 
 class ChainBrokenError(UndeliverableBatchError):
-    """A batch the transform needs (a full copy of a table) is missing from the lake."""
+    """A batch the transform needs (a full copy of a table) is missing from the lake. (The
+    load's ``BrokenChainError`` is another: a processed batch's predecessor is missing.)"""
 
 
 @dataclass
