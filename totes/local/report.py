@@ -90,7 +90,7 @@ def format_summary(report: RunReport, lake_uri: str, warehouse_dsn: str) -> str:
             WAREHOUSE_TABLE_NAMES,
             load.get("rows", {}),
         )
-        lines += ["", f"Batches loaded: {', '.join(load['loaded_batch_ids'])}"]
+        lines += ["", _batches_loaded(load)]
     lines += _counts_line("Fact rows waiting for a dimension row", load.get("waiting"))
     lines += _counts_line("Ids marked deleted (gone from ToteSys)", load.get("deleted"))
     lines += ["", f"Lake: {lake_uri}"]
@@ -107,3 +107,14 @@ def format_summary(report: RunReport, lake_uri: str, warehouse_dsn: str) -> str:
         lines += ["", "Alert email that would have been sent:", f"  Subject: {alert['subject']}"]
         lines += ["  " + line for line in alert["message"].splitlines()]
     return "\n".join(lines)
+
+
+def _batches_loaded(load: dict) -> str:
+    """Every batch loaded, or (a replay of a long history) how many and the latest listed."""
+    listed = load["loaded_batch_ids"]
+    loaded = load.get("loaded_batches", len(listed))
+    if loaded == len(listed):
+        return f"Batches loaded: {', '.join(listed)}"
+    return (
+        f"Batches loaded: {loaded:,}, the latest {len(listed)} of them {listed[0]} to {listed[-1]}"
+    )

@@ -79,6 +79,7 @@ from totes.pipeline.registers import (
     BATCH_TABLE,
     DELETION_TABLE,
     WAITING_TABLE,
+    batch_state,
     batch_statuses,
     waiting_by_table,
 )
@@ -103,6 +104,9 @@ logger = logging.getLogger(__name__)
 BULK_CHECK_ROWS = 10_000
 BULK_SHARE = 20
 MAX_LISTED = 50
+# The batch ids a result lists, at most (the latest): a replay loads every batch of the
+# lake, tens of thousands after a year, and a state's data is capped at 256 KiB.
+MAX_LISTED_BATCHES = 100
 
 
 class BrokenChainError(UndeliverableBatchError):
@@ -289,9 +293,11 @@ def _record_skip(cur: Cursor, skip: SkipRecord) -> None:
     _record(cur, skip.batch_id, {}, "skipped", f"{skip.reason} ({skip.by}, {skip.skipped_at})")
 
 
-def _check_chain(manifest: ProcessedManifest, register: dict[str, str], lake: Lake) -> None:
+def _check_chain(manifest: ProcessedManifest, cur: Cursor, lake: Lake) -> None:
+    """The batch before this one is in the warehouse's register (loaded or skipped): looked
+    up by its id, since a replay checks every batch of the lake."""
     previous = manifest.previous_batch_id
-    if previous is None or previous in register:
+    if previous is None or batch_state(cur, previous) is not None:
         return
     raise BrokenChainError(
         f"batch {manifest.batch_id} follows batch {previous}, which is neither in the "
@@ -303,7 +309,7 @@ def _check_chain(manifest: ProcessedManifest, register: dict[str, str], lake: La
 def _load_manifest(cur: Cursor, lake: Lake, manifest: ProcessedManifest) -> _BatchLoad:
     """Every table of one batch, waiting rows delivered, the batch registered; inside the
     caller's transaction."""
-    _check_chain(manifest, batch_statuses(cur), lake)
+    _check_chain(manifest, cur, lake)
     done = _BatchLoad()
     for table in WAREHOUSE_TABLES:
         _load_table(cur, lake, manifest, table, done)
@@ -564,7 +570,8 @@ def _result(summary: LoadSummary, parts: list[dict] | None = None) -> dict:
     if len(summary.warnings) > MAX_LISTED:
         lines.append(f"... and {len(summary.warnings) - MAX_LISTED} more")
     return {
-        "loaded_batch_ids": summary.loaded_batch_ids,
+        "loaded_batch_ids": summary.loaded_batch_ids[-MAX_LISTED_BATCHES:],
+        "loaded_batches": len(summary.loaded_batch_ids),
         "skipped_batch_ids": summary.skipped_batch_ids,
         "rows": summary.rows,
         "waiting": summary.waiting,

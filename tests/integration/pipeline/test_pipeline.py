@@ -14,7 +14,8 @@ from psycopg2 import sql
 
 from tests.support.oracle import differences, rows
 from tests.support.sql import execute, query
-from totes.pipeline import extract, load_deletions
+from totes.local.report import _batches_loaded
+from totes.pipeline import extract, load, load_deletions
 from totes.pipeline.audit import run_audit
 from totes.pipeline.extract import run_extract
 from totes.pipeline.extract_settings import ExtractSettings
@@ -530,6 +531,29 @@ def test_a_skipped_batch_whose_repair_was_skipped_too_is_repaired_by_the_next(
     assert len(manifest.repairs) == 2  # both skipped batches, delivered again
     again = run_pipeline(folder_lake, totesys_dsn, warehouse_dsn, NOT_DUE)
     assert again["extract"]["batch_id"] is None  # repaired: nothing pending any more
+
+
+def test_a_replay_of_a_long_history_lists_the_latest_batches_and_counts_them_all(
+    folder_lake, totesys_dsn, warehouse_dsn, monkeypatch
+):
+    """A replay loads every batch of the lake (tens of thousands after a year): its result
+    lists only the latest, as a state's data is capped at 256 KiB, and says how many."""
+    batches = []
+    for payment_id in (1, 2, 3):
+        stamp = source_now(totesys_dsn)
+        paid = "UPDATE payment SET paid = NOT paid, last_updated = %s WHERE payment_id = %s"
+        execute(totesys_dsn, paid, (stamp, payment_id))
+        batches.append(run_pipeline(folder_lake, totesys_dsn, warehouse_dsn)["extract"]["batch_id"])
+    monkeypatch.setattr(load, "MAX_LISTED_BATCHES", 2)
+
+    replayed = run_load(folder_lake, warehouse_dsn, replay_what="all")
+
+    assert replayed["loaded_batches"] == len(folder_lake.transformed_batches()) == 3
+    assert replayed["loaded_batch_ids"] == batches[-2:]
+    assert _batches_loaded(replayed) == (
+        f"Batches loaded: 3, the latest 2 of them {batches[-2]} to {batches[-1]}"
+    )
+    assert differences(totesys_dsn, warehouse_dsn) == {}
 
 
 def test_an_id_past_integer_after_a_retype_is_set_aside_and_the_rest_delivered(
