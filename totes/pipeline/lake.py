@@ -36,7 +36,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlparse
@@ -45,6 +45,8 @@ from totes.pipeline.checksums import BucketChecksums
 from totes.pipeline.object_store import LocalStore, ObjectStore, S3Store, StreamedObject
 
 MANIFESTS = "_manifests/"
+# How far back the latest manifest is looked for first (see latest_ingestion_manifest).
+RECENT_LISTING = timedelta(days=2)
 CHECKSUMS = "_checksums/"
 SKIPPED = "_skipped/"
 QUARANTINE = "_quarantine/"
@@ -396,8 +398,14 @@ class Lake:
                 f"({self.ingestion.location(manifest_key(batch_id))})"
             ) from None
 
-    def latest_ingestion_manifest(self) -> IngestionManifest | None:
-        batches = self.extracted_batches()
+    def latest_ingestion_manifest(self, now: datetime | None = None) -> IngestionManifest | None:
+        """The newest batch's manifest. Manifest keys sort as their batch ids, by time: the
+        keys of the last two days (before ``now``, the caller's clock) hold the newest when
+        there are any, so every run lists those, not a year of 10-minute batches; the whole
+        prefix only when there are none."""
+        since = batch_id_at((now or datetime.now(UTC).replace(tzinfo=None)) - RECENT_LISTING)
+        recent = _batch_ids(self.ingestion.list(MANIFESTS, start_after=f"{MANIFESTS}{since}"))
+        batches = recent or self.extracted_batches()
         return self.ingestion_manifest(batches[-1]) if batches else None
 
     def checksums(self, key: str) -> BucketChecksums:

@@ -32,8 +32,8 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def list(self, prefix: str = "") -> list[str]:
-        """Every key under ``prefix``, sorted."""
+    def list(self, prefix: str = "", start_after: str | None = None) -> list[str]:
+        """Every key under ``prefix`` (after ``start_after``, when given), sorted."""
 
     def location(self, key: str = "") -> str:
         """Where a person finds ``key`` (a path or an s3:// URI)."""
@@ -108,7 +108,7 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> list[str]:
         # Walk only the folder the prefix names, not the whole lake.
         folder = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         if not folder.is_dir():
@@ -118,7 +118,7 @@ class LocalStore:
             for p in folder.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
-        return sorted(k for k in keys if k.startswith(prefix))
+        return sorted(k for k in keys if k.startswith(prefix) and k > (start_after or ""))
 
     def location(self, key: str = "") -> str:
         return str(self.root / key)
@@ -178,10 +178,11 @@ class S3Store:
             raise
         return True
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> list[str]:
         paginator = self.client.get_paginator("list_objects_v2")
+        after = {"StartAfter": self.prefix + start_after} if start_after else {}
         keys: list[str] = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, **after):
             keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
         return sorted(keys)
 

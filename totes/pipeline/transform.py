@@ -633,6 +633,8 @@ def run_transform(lake: Lake, batch_ids: list[str] | None = None, *, fan_out: bo
     done here: the result lists the units for the state machine's Map instead, and a
     later call (without ``fan_out``) finishes every batch, taking the units the Map did.
     """
+    if batch_ids is None:  # listed once for both steps below: the lake's manifests grow
+        batch_ids = lake.untransformed_batches()[:MAX_BATCHES_PER_RUN]
     if fan_out and (planned := plan_transform(lake, batch_ids)):
         return {
             "batch_ids": [],

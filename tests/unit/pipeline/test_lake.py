@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from totes.pipeline.checksums import BucketChecksums
 from totes.pipeline.errors import UndeliverableBatchError
@@ -160,3 +162,47 @@ def test_a_damaged_manifest_names_its_file_and_how_to_restore_it(tmp_path, damag
     assert not isinstance(caught.value, UndeliverableBatchError)
     assert str(caught.value).startswith(f"{lake.ingestion.location(manifest_key(batch_id))}")
     assert str(caught.value).endswith("restore the object's earlier one")
+
+
+def _manifests(lake: Lake, moments: list[datetime]) -> list[str]:
+    ids = [batch_id_at(moment) for moment in moments]
+    for i, batch_id in enumerate(ids):
+        manifest = IngestionManifest(batch_id, ids[i - 1] if i else None, tables={})
+        lake.ingestion.put_new(manifest_key(batch_id), manifest.to_json())
+    return ids
+
+
+@pytest.mark.parametrize("store", ["folder", "s3"])
+def test_the_latest_manifest_is_found_among_the_last_days_keys_or_else_among_all(
+    store, tmp_path, monkeypatch
+):
+    """A year of 10-minute batches is 52,560 manifests: a run lists the last two days'."""
+    with mock_aws():
+        if store == "s3":
+            boto3.client("s3", region_name="eu-west-2").create_bucket(
+                Bucket="lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+            )
+            lake = Lake(S3Store("lake", "ingestion/"), S3Store("lake", "processed/"))
+        else:
+            lake = Lake.from_uri(str(tmp_path))
+        old = _manifests(lake, [datetime(2025, 6, 1), datetime(2026, 1, 1)])
+        listed: list[str | None] = []
+        real_list = type(lake.ingestion).list
+
+        def watched(self, prefix="", start_after=None):
+            keys = real_list(self, prefix, start_after)
+            listed.append(len(keys))
+            return keys
+
+        monkeypatch.setattr(type(lake.ingestion), "list", watched)
+        now = datetime(2026, 3, 1)
+        # Nothing in the last two days: every manifest is looked at.
+        assert lake.latest_ingestion_manifest(now).batch_id == old[-1]
+        assert listed == [0, 2]
+        recent = _manifests(lake, [now - timedelta(days=1, hours=23), now - timedelta(hours=1)])
+        listed.clear()
+        assert lake.latest_ingestion_manifest(now).batch_id == recent[-1]
+        assert listed == [2]  # the last two days' keys only
+        # A batch named after the caller's clock (the source's clock ran ahead) is newest.
+        ahead = _manifests(lake, [now + timedelta(days=3)])
+        assert lake.latest_ingestion_manifest(now).batch_id == ahead[-1]
