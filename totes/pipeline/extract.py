@@ -163,8 +163,9 @@ class _Base:
 
 def _base(lake: Lake) -> _Base:
     previous = lake.latest_ingestion_manifest()
-    repaired = _repaired(lake, previous)
-    pending = sorted(set(lake.skipped()) - repaired)
+    skipped = set(lake.skipped())
+    repaired = _repaired(lake, previous, skipped)
+    pending = sorted(skipped - repaired)
     if not pending:
         return _Base(lake, previous, previous, [], sorted(repaired))
     before = lake.ingestion_manifest(pending[0]).previous_batch_id
@@ -172,12 +173,11 @@ def _base(lake: Lake) -> _Base:
     return _Base(lake, previous, baseline, pending, sorted(repaired | set(pending)))
 
 
-def _repaired(lake: Lake, previous: IngestionManifest | None) -> set[str]:
+def _repaired(lake: Lake, previous: IngestionManifest | None, skipped: set[str]) -> set[str]:
     """The skipped batches whose rows a later batch delivered again. A manifest lists every
     skip repaired up to it, but a repair that was skipped in its turn delivered nothing: the
     skips it repaired are pending again (and so are those its own skipped repairs listed)."""
     repaired = set(previous.repaired) if previous else set()
-    skipped = set(lake.skipped())
     unrepaired = sorted(skipped - repaired)
     while unrepaired:
         undone = set(lake.ingestion_manifest(unrepaired.pop()).repairs) & repaired
