@@ -21,6 +21,7 @@ from totes.contract import STAGE_STATES as CONTRACT_STAGE_STATES
 from totes.pipeline.db import DatabaseUnavailableError
 from totes.pipeline.errors import UndeliverableBatchError
 from totes.pipeline.lake import DamagedObjectError
+from totes.pipeline.warehouse_setup import NewerWarehouseError
 
 # Stages that connect to a database, whose unreachability is worth retrying.
 STAGE_STATES = tuple(CONTRACT_STAGE_STATES.values())
@@ -349,6 +350,16 @@ def test_every_undeliverable_batch_error_gets_the_skip_advice(states: dict[str, 
     assert choice["Next"] == "Advice: undeliverable batch"
     advice = states["Advice: undeliverable batch"]["Result"]["text"]
     assert "totes skip" in advice and "--reason" in advice
+
+
+def test_a_newer_warehouse_gets_the_advice_to_deploy_the_newer_version(
+    states: dict[str, dict],
+) -> None:
+    choices = states["Can a retry help?"]["Choices"]
+    (newer,) = [c for c in choices if c.get("StringEquals") == NewerWarehouseError.__name__]
+    advice = states[newer["Next"]]["Result"]
+    assert "deployed again" in advice["text"] and "Nothing is lost" in advice["text"]
+    assert advice["anchor"] == "#alert-failed-at-load"
 
 
 def test_a_damaged_lake_object_gets_the_advice_to_restore_it(states: dict[str, dict]) -> None:

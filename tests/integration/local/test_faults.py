@@ -306,6 +306,8 @@ def test_replay_rebuilds_what_the_incremental_runs_built(settings: RunSettings) 
         report = run(settings, execution_input={"replay": replay})
         assert report.status == "SUCCEEDED", report
         assert content() == incremental, replay
+        # How many batches, through the state machine's selectors (the list is capped).
+        assert report.load["loaded_batches"] == len(report.load["loaded_batch_ids"]) == 2
         if replay == "fact_sales_order":  # every batch's versions counted, not the last's
             assert report.load["rows"] == {"fact_sales_order": len(incremental[replay])}
     assert differences(settings.source_dsn, settings.warehouse_dsn) == {}
