@@ -223,7 +223,10 @@ def test_the_environment_may_come_from_the_dotenv_file(aws, capsys, monkeypatch,
     env_file.write_text("TOTES_ENVIRONMENT=prod\nLAKE=s3://lake\n")
     monkeypatch.setenv("TOTES_ENV_FILE", str(env_file))
     for name in ("TOTES_ENVIRONMENT", "LAKE"):
-        monkeypatch.delenv(name, raising=False)
+        # Set, then removed: monkeypatch then removes what the .env file sets, after the test
+        # (a LAKE left behind sent a later test's runs to an S3 bucket).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     _, out, _ = run_cli(capsys, "status", "--aws")
     assert "Terrific Totes status (aws, terrific-totes-prod)" in out
 
