@@ -163,7 +163,7 @@ class _Base:
 
 def _base(lake: Lake) -> _Base:
     previous = lake.latest_ingestion_manifest()
-    skipped = set(lake.skipped())
+    skipped = lake.skipped_ids()
     repaired = _repaired(lake, previous, skipped)
     pending = sorted(skipped - repaired)
     if not pending:

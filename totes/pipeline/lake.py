@@ -423,12 +423,15 @@ class Lake:
 
     # operator decisions
     def skipped(self) -> dict[str, SkipRecord]:
-        """Every skipped batch, by id."""
-        return {
-            batch_id_of(key): _read(self.ingestion, key, SkipRecord.from_json)
-            for key in self.ingestion.list(SKIPPED)
-            if key.endswith(".json")
-        }
+        """Every skipped batch, by id, with its record (a read of each)."""
+        return {batch_id: self.skip_record(batch_id) for batch_id in self.skipped_ids()}
+
+    def skipped_ids(self) -> set[str]:
+        """Every skipped batch's id, from the keys alone (no record is read)."""
+        return {batch_id_of(key) for key in self.ingestion.list(SKIPPED) if key.endswith(".json")}
+
+    def skip_record(self, batch_id: str) -> SkipRecord:
+        return _read(self.ingestion, skip_key(batch_id), SkipRecord.from_json)
 
     def record_skip(self, batch_id: str, reason: str, by: str, at: str) -> SkipRecord:
         """Record that ``batch_id`` is never delivered; refuses an unknown batch or no reason."""
@@ -456,7 +459,7 @@ class Lake:
 
     def untransformed_batches(self) -> list[str]:
         """Extracted batches neither transformed nor skipped, oldest first."""
-        done = set(self.transformed_batches()) | set(self.skipped())
+        done = set(self.transformed_batches()) | self.skipped_ids()
         return [b for b in self.extracted_batches() if b not in done]
 
 

@@ -337,10 +337,9 @@ def _record_skips(conn: Connection, lake: Lake) -> list[str]:
     with conn, conn.cursor() as cur:
         take_lock(cur, LOAD_LOCK_ID, "another load")
         current = batch_statuses(cur)
-        for batch_id, skip in sorted(lake.skipped().items()):
-            if batch_id not in current:
-                _record_skip(cur, skip)
-                recorded.append(batch_id)
+        for batch_id in sorted(lake.skipped_ids() - current.keys()):
+            _record_skip(cur, lake.skip_record(batch_id))  # read only when new
+            recorded.append(batch_id)
     return recorded
 
 
@@ -370,7 +369,7 @@ def _build_new_warehouse(
         candidates = sorted(set(batch_ids)) if batch_ids is not None else lake.transformed_batches()
         if not candidates:
             return None
-        if candidates[0] in lake.skipped():  # recorded as skipped the usual way, never built
+        if candidates[0] in lake.skipped_ids():  # recorded as skipped the usual way, never built
             return None
         manifest = lake.processed_manifest(candidates[0])
         if manifest.previous_batch_id is not None:

@@ -603,7 +603,7 @@ MAX_PLANNED_UNITS = 1000
 def plan_transform(lake: Lake, batch_ids: list[str] | None = None) -> list[dict]:
     """The units a fan-out should do: every unit not yet done of every pending batch that
     has more than one (a small batch takes the short path: one call does it whole)."""
-    skipped = lake.skipped()
+    skipped = lake.skipped_ids()
     if batch_ids is None:
         batch_ids = lake.untransformed_batches()[:MAX_BATCHES_PER_RUN]
     planned = [
@@ -620,7 +620,7 @@ def plan_transform(lake: Lake, batch_ids: list[str] | None = None) -> list[dict]
 def transform_batches(lake: Lake, batch_ids: list[str] | None = None) -> list[ProcessedManifest]:
     """Each batch in batch (time) order, by default every one not yet transformed (at most
     MAX_BATCHES_PER_RUN); skipped batches never. Stops at the first failure, which raises."""
-    skipped = lake.skipped()
+    skipped = lake.skipped_ids()
     if batch_ids is None:
         batch_ids = lake.untransformed_batches()[:MAX_BATCHES_PER_RUN]
     return [transform_batch(lake, b) for b in sorted(set(batch_ids)) if b not in skipped]
