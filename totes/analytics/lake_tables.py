@@ -75,7 +75,7 @@ def current(lake: Lake, table: str) -> pl.LazyFrame:
 
 def _loadable_batches(lake: Lake) -> list[str]:
     """The transformed batches the load takes: not those an operator skipped."""
-    skipped = lake.skipped()
+    skipped = lake.skipped_ids()
     return [b for b in lake.transformed_batches() if b not in skipped]
 
 

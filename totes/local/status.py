@@ -338,7 +338,7 @@ def pending_batches(lake: Lake, warehouse_dsn: str | None) -> tuple[list[Pending
             loaded = _loaded_in_warehouse(warehouse_dsn)
         except Exception as exc:
             notes.append(f"warehouse: {type(exc).__name__}: {redact(str(exc))}")
-    skipped = set(lake.skipped())
+    skipped = lake.skipped_ids()
     if loaded is None:
         notes.append("pending batches: only those not transformed yet (the warehouse is unread)")
         return [PendingBatch(b, "extracted") for b in lake.untransformed_batches()], notes
